@@ -1,0 +1,1 @@
+"""Learning algorithms as pure JAX functions (DroQ specialists, benchmark policies)."""

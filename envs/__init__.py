@@ -1,0 +1,1 @@
+"""pianoset: the simulated piano task (RP1M env, OT fingering, songs, chunks, metrics)."""

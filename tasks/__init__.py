@@ -1,0 +1,1 @@
+"""Pipeline steps: Prefect tasks and the library code they wrap (training, rollouts, shards)."""
