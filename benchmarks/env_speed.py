@@ -1,0 +1,123 @@
+"""Env speed: our RP1M env (OT reward on) vs robopianist's own env vs raw MuJoCo.
+
+All three run on the same song chunk, with the same physics/control timesteps
+and the same random actions, in this one process:
+
+  ours_ot      envs.factory.make_env, fingering="ot" (the default)
+  ours_no_ot   the same env with fingering="none" (isolates the OT cost)
+  robopianist  robopianist.suite.load(...) with matching task kwargs
+  mj_step      raw mujoco.mj_step on the same compiled model, counted in
+               control steps (physics steps / substeps): the physics limit
+
+Prints steps/s and ratios; `--json` prints one JSON object instead.
+Target (issue 2): the OT reward costs no more than 10% of env speed,
+i.e. ours_ot / ours_no_ot >= 0.90.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import mujoco
+import numpy as np
+
+
+def _time_env(env, n_steps: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    spec = env.action_spec()
+    actions = rng.uniform(spec.minimum, spec.maximum, size=(n_steps,) + spec.shape)
+    timestep = env.reset()
+    start = time.perf_counter()
+    for action in actions:
+        if timestep.last():
+            timestep = env.reset()
+        timestep = env.step(action)
+    return n_steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--song", default="robopianist:TwinkleTwinkleRousseau")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the best of each is kept")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from envs.chunks import make_chunks
+    from envs.config import EnvConfig
+    from envs.factory import make_env
+    from envs.songs import load_song
+
+    config = EnvConfig()
+    chunk = make_chunks(load_song(args.song))[0]
+    ours_ot = make_env(chunk, config, seed=0)
+    ours_no_ot = make_env(chunk, config.with_reward(fingering="none"), seed=0)
+    # robopianist's own env via suite.load, on the same notes (it takes a name or a file).
+    import tempfile
+
+    from robopianist import suite
+
+    midi_path = os.path.join(tempfile.mkdtemp(prefix="env_speed_"), "chunk.mid")
+    chunk.midi.save(midi_path)
+    theirs = suite.load(
+        "RoboPianist-debug-TwinkleTwinkleRousseau-v0",  # ignored: midi_file overrides it
+        midi_file=midi_path,
+        seed=0,
+        task_kwargs=dict(
+            n_steps_lookahead=config.lookahead_steps,
+            disable_fingering_reward=True,
+            disable_colorization=True,
+            gravity_compensation=config.gravity_compensation,
+            reduced_action_space=config.reduced_action_space,
+            primitive_fingertip_collisions=config.primitive_fingertip_collisions,
+            physics_timestep=config.physics_timestep,
+            control_timestep=config.control_timestep,
+        ),
+    )
+
+    substeps = int(round(config.control_timestep / config.physics_timestep))
+    model, data = ours_ot.physics.model.ptr, ours_ot.physics.data.ptr
+
+    def mj_rate() -> float:
+        n = args.steps * substeps
+        mujoco.mj_resetData(model, data)
+        start = time.perf_counter()
+        for _ in range(n):
+            mujoco.mj_step(model, data)
+        return args.steps / (time.perf_counter() - start)
+
+    best = {"ours_ot": 0.0, "ours_no_ot": 0.0, "robopianist": 0.0, "mj_step": 0.0}
+    for rep in range(args.repeats):
+        best["ours_ot"] = max(best["ours_ot"], _time_env(ours_ot, args.steps, rep))
+        best["ours_no_ot"] = max(best["ours_no_ot"], _time_env(ours_no_ot, args.steps, rep))
+        best["robopianist"] = max(best["robopianist"], _time_env(theirs, args.steps, rep))
+        best["mj_step"] = max(best["mj_step"], mj_rate())
+    result = {
+        "song": args.song,
+        "chunk_steps": chunk.n_steps,
+        "substeps_per_control_step": substeps,
+        "steps_per_s": {k: round(v, 1) for k, v in best.items()},
+        "ratios": {
+            "ours_ot / ours_no_ot (OT cost; target >= 0.90)": round(best["ours_ot"] / best["ours_no_ot"], 3),
+            "ours_ot / robopianist": round(best["ours_ot"] / best["robopianist"], 3),
+            "ours_ot / mj_step (fraction of the physics limit)": round(best["ours_ot"] / best["mj_step"], 3),
+            "robopianist / mj_step": round(best["robopianist"] / best["mj_step"], 3),
+        },
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"song {args.song}, chunk of {chunk.n_steps} steps, {substeps} physics steps per control step")
+    for name, rate in result["steps_per_s"].items():
+        print(f"  {name:12s} {rate:9.1f} control steps/s")
+    for name, ratio in result["ratios"].items():
+        print(f"  {ratio:6.3f}  {name}")
+
+
+if __name__ == "__main__":
+    main()

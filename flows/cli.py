@@ -1,0 +1,213 @@
+"""The `pianoset` command line (typer + rich).
+
+Every command that lists or reports takes `--json`: one JSON document on
+stdout, nothing else, for scripts. Progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Robot-piano learning data at scale (RP1M).")
+out = Console()
+err = Console(stderr=True)
+
+CATALOG_DIR = Path("datasets/catalog")
+SOURCES = ("robopianist", "music21")
+
+
+def _emit_json(doc) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _progress(label: str, quiet: bool):
+    progress = Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=quiet
+    )
+    return progress
+
+
+def build_catalog_with_progress(sources: list[str], catalog_dir: Path, workers: Optional[int], quiet: bool,
+                                limit: Optional[int] = None):
+    from envs.catalog import build_catalog
+
+    with _progress("building catalog", quiet) as progress:
+        task_id = progress.add_task("catalog", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task_id, completed=done, total=total)
+
+        return build_catalog(sources, out_dir=catalog_dir, workers=workers, progress=report, limit=limit)
+
+
+def resolve_song(song: str, catalog_dir: Path = CATALOG_DIR):
+    """A song given as a catalog ref ("music21:bach/bwv66.6"), a MIDI path, a
+    catalog id or title, or a robopianist library name."""
+    from envs.songs import SongError, load_song
+
+    if ":" in song or Path(song).suffix.lower() in (".mid", ".midi"):
+        return load_song(song)
+    try:
+        from envs.catalog import load_catalog
+
+        for row in load_catalog(catalog_dir):
+            if song in (row.id, row.title):
+                return load_song(row.ref)
+    except (FileNotFoundError, SongError):
+        pass
+    return load_song(f"robopianist:{song}")
+
+
+@app.command()
+def songs(
+    source: list[str] = typer.Option(["robopianist"], "--source", "-s", help="robopianist, music21, or a MIDI file/dir (repeatable)"),
+    playable: Optional[bool] = typer.Option(None, "--playable/--unplayable", help="filter on playability"),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="substring of title or ref"),
+    limit: int = typer.Option(20, help="rows to show in the table (--json lists all)"),
+    build_limit: Optional[int] = typer.Option(None, help="only catalog the first N files per source (quick look)"),
+    workers: Optional[int] = typer.Option(None, help="parallel workers (default: all cores)"),
+    catalog_dir: Path = typer.Option(CATALOG_DIR, help="where the catalog is written"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
+) -> None:
+    """Build (cached per file) and list the song catalog."""
+    from envs.catalog import filter_catalog
+
+    rows = build_catalog_with_progress(list(source), catalog_dir, workers, as_json, build_limit)
+    sources_wanted = {s if s in SOURCES else "midi" for s in source}
+    rows = [r for r in rows if r.source in sources_wanted]
+    counts = {}
+    for row in rows:
+        c = counts.setdefault(row.source, {"total": 0, "playable": 0, "unplayable": 0})
+        c["total"] += 1
+        c["playable" if row.playable else "unplayable"] += 1
+    shown = filter_catalog(rows, playable=playable, query=query)
+    if as_json:
+        _emit_json({"counts": counts, "songs": [r.as_dict() for r in shown]})
+        return
+    table = Table(title=f"{len(shown)} songs")
+    for col in ("id", "source", "title", "duration_s", "notes", "poly", "chunks", "playable / reason"):
+        table.add_column(col)
+    for row in shown[:limit]:
+        table.add_row(row.id, row.source, row.title[:40], f"{row.duration_s:.1f}", str(row.n_notes),
+                      str(row.max_polyphony), str(row.n_chunks), "yes" if row.playable else f"[red]{row.reason}[/red]")
+    out.print(table)
+    for src, c in counts.items():
+        out.print(f"{src}: {c['total']} songs, {c['playable']} playable, {c['unplayable']} unplayable")
+
+
+@app.command()
+def chunks(
+    song: str = typer.Argument(..., help="catalog ref, id, title, MIDI path or robopianist name"),
+    write: Optional[Path] = typer.Option(None, help="also write the chunk files under this folder"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show how a song is cut into RP1M episodes (stretch 1.25, trimmed, 550 steps)."""
+    from envs.chunks import make_chunks, write_song_chunks
+    from envs.songs import SongError
+
+    try:
+        the_song = resolve_song(song)
+        pieces = make_chunks(the_song)
+    except SongError as exc:
+        _fail(str(exc))
+    written = [str(p) for p in write_song_chunks(the_song, write)] if write else []
+    rows = []
+    for chunk in pieces:
+        n_notes = len(chunk.midi.seq.notes)
+        rows.append({"chunk_id": chunk.chunk_id, "index": chunk.index, "n_steps": chunk.n_steps,
+                     "seconds": round(chunk.n_steps * 0.05, 2), "notes_incl_context": n_notes})
+    if as_json:
+        _emit_json({"song_id": the_song.song_id, "title": the_song.title, "chunks": rows, "written": written})
+        return
+    table = Table(title=f"{the_song.title} ({the_song.song_id}): {len(rows)} chunks")
+    for col in ("chunk_id", "steps", "seconds", "notes"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["chunk_id"], str(r["n_steps"]), str(r["seconds"]), str(r["notes_incl_context"]))
+    out.print(table)
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+@app.command()
+def evaluate(
+    song: str = typer.Argument(..., help="catalog ref, id, title, MIDI path or robopianist name"),
+    controller: str = typer.Option("random", help="random | zero"),
+    max_chunks: Optional[int] = typer.Option(None, help="only the first N chunks"),
+    seed: int = typer.Option(0),
+    fingering: str = typer.Option("ot", help="ot | human | none (reward only; metrics don't depend on it)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run a fixed controller over every chunk of a song; print P/R/F1 per chunk."""
+    import numpy as np
+
+    from envs.chunks import make_chunks
+    from envs.config import EnvConfig
+    from envs.factory import make_env
+    from envs.rollout import CONTROLLERS, run_episode
+    from envs.songs import SongError
+
+    if controller not in CONTROLLERS:
+        _fail(f"--controller {controller!r}: expected one of {sorted(CONTROLLERS)}")
+    try:
+        config = EnvConfig().with_reward(fingering=fingering)
+        the_song = resolve_song(song)
+        pieces = make_chunks(the_song)[:max_chunks]
+    except (SongError, ValueError) as exc:
+        _fail(str(exc))
+    results = []
+    with _progress("evaluating", as_json) as progress:
+        task_id = progress.add_task("chunks", total=len(pieces))
+        for chunk in pieces:
+            env = make_env(chunk, config, seed=seed)
+            record = run_episode(env, CONTROLLERS[controller](env), np.random.default_rng(seed))
+            results.append({"chunk_id": chunk.chunk_id, "n_steps": record.n_steps,
+                            **record.metrics.as_dict(), "return": record.episode_return,
+                            "reward_terms": record.reward_term_totals})
+            progress.advance(task_id)
+    if as_json:
+        _emit_json({"song_id": the_song.song_id, "title": the_song.title, "controller": controller, "chunks": results})
+        return
+    table = Table(title=f"{the_song.title}: {controller} controller")
+    for col in ("chunk", "steps", "precision", "recall", "F1", "return"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r["chunk_id"], str(r["n_steps"]), f"{r['precision']:.3f}", f"{r['recall']:.3f}",
+                      f"{r['f1']:.3f}", f"{r['return']:.1f}")
+    out.print(table)
+
+
+@app.command()
+def demo(
+    song: str = typer.Option("TwinkleTwinkleRousseau", help="song to evaluate"),
+) -> None:
+    """The default job on built-in defaults: catalog the built-in songs, chunk one,
+    and score the random and zero controllers on it."""
+    build_catalog_with_progress(["robopianist"], CATALOG_DIR, None, False)
+    songs(source=["robopianist"], playable=None, query=None, limit=20, build_limit=None, workers=None,
+          catalog_dir=CATALOG_DIR, as_json=False)
+    chunks(song=song, write=None, as_json=False)
+    for controller in ("zero", "random"):
+        evaluate(song=song, controller=controller, max_chunks=1, seed=0, fingering="ot", as_json=False)
+
+
+if __name__ == "__main__":
+    app()
