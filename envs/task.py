@@ -78,17 +78,27 @@ class PianoTask(PianoWithShadowHands):
 
     def _reset_trajectory(self) -> None:
         super()._reset_trajectory()
-        # Pad with silence so that the episode and its lookahead are always covered,
-        # whatever the chunk's trailing silence.
+        # The chunk's note trajectory covers the episode plus its lookahead context.
+        # `_notes` keeps the episode steps only (so robopianist's termination and its
+        # `MidiEvaluationWrapper` see exactly the episode); the full trajectory, padded
+        # with silence, feeds the goal observation.
         needed = self._episode_steps + self._n_steps_lookahead
-        if len(self._notes) < needed:
-            pad = needed - len(self._notes)
-            self._notes = list(self._notes) + [[] for _ in range(pad)]
-            self._sustains = list(self._sustains) + [0] * pad
+        notes, sustains = list(self._notes), list(self._sustains)
+        pad = max(0, needed - len(notes))
+        self._goal_notes = notes + [[] for _ in range(pad)]
+        self._goal_sustains = sustains + [0] * pad
+        self._notes = self._goal_notes[: self._episode_steps]
+        self._sustains = self._goal_sustains[: self._episode_steps]
 
-    def after_step(self, physics, random_state) -> None:
-        super().after_step(physics, random_state)
-        self._should_terminate = self._t_idx >= self._episode_steps
+    def _update_goal_state(self) -> None:
+        # As robopianist's, but reading the lookahead from the full trajectory.
+        if self._t_idx == len(self._notes):
+            return
+        self._goal_state = np.zeros((self._n_steps_lookahead + 1, self.piano.n_keys + 1), dtype=np.float64)
+        t_end = min(self._t_idx + self._n_steps_lookahead + 1, len(self._goal_notes))
+        for i, t in enumerate(range(self._t_idx, t_end)):
+            self._goal_state[i, [note.key for note in self._goal_notes[t]]] = 1.0
+            self._goal_state[i, -1] = self._goal_sustains[t]
 
     @property
     def episode_steps(self) -> int:
@@ -97,7 +107,7 @@ class PianoTask(PianoWithShadowHands):
     @property
     def notes(self) -> list:
         """Per-step lists of notes to play (robopianist `PianoNote`s), episode steps only."""
-        return self._notes[: self._episode_steps]
+        return self._notes
 
     def goal_keys(self) -> np.ndarray:
         """(n_steps, 88) bool: the keys that should be down at each episode step."""
