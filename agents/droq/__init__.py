@@ -1,0 +1,29 @@
+"""DroQ specialists (RP1M Sec. 4.1, Appendix A.2): SAC with a dropout + LayerNorm Q ensemble."""
+
+from agents.droq.agent import (
+    DroQState,
+    current_temperature,
+    eval_actions,
+    init,
+    sample_actions,
+    update,
+    update_actor,
+    update_critic,
+    update_step,
+    update_temperature,
+)
+from agents.droq.config import DroQConfig
+
+__all__ = [
+    "DroQConfig",
+    "DroQState",
+    "current_temperature",
+    "eval_actions",
+    "init",
+    "sample_actions",
+    "update",
+    "update_actor",
+    "update_critic",
+    "update_step",
+    "update_temperature",
+]
