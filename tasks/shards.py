@@ -134,7 +134,7 @@ def episode_features(
             (n_fingers,),
             np.int8,
             "bytes",
-            "key (0-87) assigned to each fingertip by OT, -1 idle; left then right hand, thumb..little",
+            "key (0-87) assigned to each fingertip by OT, -1 idle; right then left hand, thumb..little",
         ),
         "pressed_keys": _tensor((N_KEYS,), np.bool_, "zlib", "key activation after the action"),
         "sustain_pressed": _tensor((), np.bool_, doc="sustain pedal down after the action"),

@@ -1,0 +1,293 @@
+"""N rollouts of a trained specialist (RP1M section 4.3: 500 per specialist).
+
+Seeds: rollout i of a chunk uses seed `base_seed + i`. The seed drives the
+policy's action noise (a `np.random.Generator(seed)` draws the Gaussian noise
+of the tanh-Gaussian policy at every step) and seeds the env's own random state
+(the default task has no randomisation: every episode starts from the same
+pose, so trajectories differ through the stochastic policy only).
+
+Parallelism: rollouts are grouped in fixed lanes of `LANES`; one worker
+process steps the envs of a group in lockstep and runs one batched policy
+forward pass per step for the whole group. Groups are spread over `workers`
+processes. Because a group's batch composition and every rollout's noise
+stream are fixed, the episodes (and their order) are identical whatever the
+number of workers.
+
+Output (resumable): `<out_dir>/group-00000.npz` ... one file per group,
+written atomically, then `<out_dir>/rollouts.json` (counts, seeds, per-episode
+P/R/F1) last. A rerun keeps the groups already written with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from envs.config import EnvConfig
+from envs.factory import OBSERVATION_KEYS, flatten_observation, make_env
+from envs.metrics import key_press_metrics
+
+log = logging.getLogger(__name__)
+
+LANES = 8  # rollouts per batched policy call; fixed so results don't depend on the worker count
+MANIFEST = "rollouts.json"
+ROLLOUT_VERSION = "rollouts-1"
+
+
+@dataclass(frozen=True)
+class RolloutJob:
+    chunk: object  # envs.chunks.Chunk (picklable)
+    song_id: str
+    specialist_dir: str
+    specialist_id: str
+    env_config: EnvConfig
+    base_seed: int
+    n_rollouts: int
+    key: str
+
+
+def rollout_key(specialist_id: str, n_rollouts: int, base_seed: int, env_config: EnvConfig) -> str:
+    blob = f"{specialist_id}|{n_rollouts}|{base_seed}|{env_config.digest()}|{ROLLOUT_VERSION}".encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --- worker side -----------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _policy(specialist_dir: str):
+    """(forward(obs_batch) -> (mean, log_std)) of a trained specialist, jitted."""
+    import jax
+
+    from tasks.specialist import load_specialist
+
+    state, _ = load_specialist(Path(specialist_dir))
+    apply_fn, params = state.actor.apply_fn, state.actor.params
+    forward = jax.jit(lambda obs: apply_fn({"params": params}, obs))
+    return forward
+
+
+def _worker_setup(job: RolloutJob) -> dict:
+    if _WORKER.get("key") != job.key:
+        _WORKER.clear()
+        _WORKER.update(key=job.key, forward=_policy(job.specialist_dir),
+                       envs=[make_env(job.chunk, job.env_config) for _ in range(LANES)])
+    return _WORKER
+
+
+def _run_group(job: RolloutJob, group: int) -> list[dict]:
+    """Roll out rollouts [group * LANES, ...) in lockstep; returns storage-ready episodes."""
+    from agents.common import to_env_action
+
+    worker = _worker_setup(job)
+    envs, forward = worker["envs"], worker["forward"]
+    indices = list(range(group * LANES, min((group + 1) * LANES, job.n_rollouts)))
+    seeds = [job.base_seed + i for i in indices]
+    active = envs[: len(indices)]
+    noise_rngs = [np.random.default_rng(seed) for seed in seeds]
+    for env, seed in zip(active, seeds):
+        env.random_state_seed(seed)
+    timesteps = [env.reset() for env in active]
+    spec = active[0].action_spec()
+    n_steps = active[0].episode_steps
+    records = [{"steps": []} for _ in active]
+    obs_batch = np.zeros((LANES, 1144), np.float32)
+    for t in range(n_steps):
+        for lane, ts in enumerate(timesteps):
+            obs_batch[lane] = flatten_observation(ts.observation)
+        mean, log_std = (np.asarray(x, np.float64) for x in forward(obs_batch))
+        for lane, env in enumerate(active):
+            noise = noise_rngs[lane].standard_normal(mean.shape[1])
+            action = np.tanh(mean[lane] + np.exp(log_std[lane]) * noise)
+            env_action = to_env_action(action, spec.minimum, spec.maximum)
+            obs = timesteps[lane].observation
+            ts = env.step(env_action)
+            info = env.step_info()
+            terms = info["reward_terms"]
+            records[lane]["steps"].append({
+                "observation": {k: obs[k] for k in OBSERVATION_KEYS},
+                "action": env_action,
+                "reward": ts.reward,
+                "discount": ts.discount,
+                "is_first": t == 0,
+                "is_last": t == n_steps - 1,
+                "is_terminal": False,  # episodes end on the chunk's time limit
+                "ot_key_for_finger": info["ot_key_for_finger"],
+                "pressed_keys": info["pressed_keys"],
+                "sustain_pressed": info["sustain_pressed"],
+                # The fingering term of the configured mode (OT, or human labels).
+                "reward_ot": terms.get("ot", terms.get("fingering", 0.0)),
+                "reward_press": terms["press"],
+                "reward_sustain": terms["sustain"],
+                "reward_collision": terms["collision"],
+                "reward_energy": terms["energy"],
+                "_goal": info["goal_keys"],
+            })
+            timesteps[lane] = ts
+    episodes = []
+    for lane, (index, seed) in enumerate(zip(indices, seeds)):
+        steps = records[lane]["steps"]
+        metrics = key_press_metrics(np.array([s.pop("_goal") for s in steps]),
+                                    np.array([s["pressed_keys"] for s in steps]))
+        episodes.append({"index": index, "seed": seed, "steps": steps, "metrics": metrics.as_dict()})
+    return episodes
+
+
+def _run_group_entry(args: tuple[RolloutJob, int]) -> tuple[int, list[dict]]:
+    job, group = args
+    return group, _run_group(job, group)
+
+
+# --- parent side -----------------------------------------------------------------------
+
+
+def _group_path(out_dir: Path, group: int) -> Path:
+    return out_dir / f"group-{group:05d}.npz"
+
+
+def _save_group(path: Path, job: RolloutJob, episodes: list[dict]) -> None:
+    from tasks.shards import Episode
+
+    arrays: dict[str, np.ndarray] = {"key": np.array(job.key)}
+    for ep in episodes:
+        episode = Episode.from_steps(ep["steps"], _episode_metadata(job, ep))
+        prefix = f"ep{ep['index']:06d}"
+        for name, value in _flatten(episode.steps):
+            arrays[f"{prefix}/{name}"] = value
+        arrays[f"{prefix}/_metadata"] = np.array(json.dumps(episode.metadata))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _flatten(tree: dict, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+def _episode_metadata(job: RolloutJob, ep: dict) -> dict:
+    return {
+        "song_id": job.song_id,
+        "chunk_id": job.chunk.chunk_id,
+        "chunk_index": job.chunk.index,
+        "rollout_seed": ep["seed"],
+        "specialist_id": job.specialist_id,
+        **ep["metrics"],
+        "n_steps": len(ep["steps"]),
+    }
+
+
+def load_group(path: Path) -> list:
+    """Episodes (tasks.shards.Episode) stored in one group file, in rollout order."""
+    from tasks.shards import Episode
+
+    with np.load(path) as data:
+        prefixes = sorted({name.split("/")[0] for name in data.files if name.startswith("ep")})
+        episodes = []
+        for prefix in prefixes:
+            steps: dict = {}
+            for name in data.files:
+                if not name.startswith(prefix + "/") or name.endswith("/_metadata"):
+                    continue
+                parts = name[len(prefix) + 1:].split(".")
+                node = steps
+                for part in parts[:-1]:
+                    node = node.setdefault(part, {})
+                node[parts[-1]] = data[name]
+            episodes.append(Episode(steps=steps, metadata=json.loads(str(data[f"{prefix}/_metadata"]))))
+    return episodes
+
+
+def _group_key(path: Path) -> str | None:
+    try:
+        with np.load(path) as data:
+            return str(data["key"])
+    except Exception:  # a damaged file counts as missing
+        return None
+
+
+def rollout_chunk(
+    chunk,
+    song_id: str,
+    specialist_dir: Path,
+    out_dir: Path,
+    *,
+    n_rollouts: int = 500,
+    workers: int = 1,
+    base_seed: int = 0,
+    env_config: EnvConfig | None = None,
+) -> dict:
+    """Roll a trained specialist out `n_rollouts` times into `out_dir` (resumable)."""
+    from tasks.specialist import read_manifest
+
+    if n_rollouts < 1:
+        raise ValueError(f"{chunk.chunk_id}: n_rollouts must be >= 1, got {n_rollouts}")
+    specialist = read_manifest(Path(specialist_dir))
+    if specialist is None:
+        raise FileNotFoundError(f"{specialist_dir}: no finished specialist to roll out")
+    env_config = env_config or EnvConfig.from_dict(specialist["env_config"])
+    out_dir = Path(out_dir)
+    key = rollout_key(specialist["specialist_id"], n_rollouts, base_seed, env_config)
+    manifest_path = out_dir / MANIFEST
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("key") == key:
+            return manifest
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = RolloutJob(chunk, song_id, str(specialist_dir), specialist["specialist_id"], env_config,
+                     base_seed, n_rollouts, key)
+    n_groups = -(-n_rollouts // LANES)
+    todo = [g for g in range(n_groups) if _group_key(_group_path(out_dir, g)) != key]
+    log.info("%s: %d rollouts in %d groups, %d to run on %d workers", chunk.chunk_id, n_rollouts,
+             n_groups, len(todo), workers)
+    if todo:
+        if workers <= 1:
+            for group in todo:
+                _save_group(_group_path(out_dir, group), job, _run_group(job, group))
+        else:
+            context = mp.get_context("spawn")  # JAX and MuJoCo are not fork-safe
+            with context.Pool(processes=min(workers, len(todo))) as pool:
+                for group, episodes in pool.imap_unordered(_run_group_entry, [(job, g) for g in todo]):
+                    _save_group(_group_path(out_dir, group), job, episodes)
+    episodes = []
+    for group in range(n_groups):
+        for episode in load_group(_group_path(out_dir, group)):
+            md = episode.metadata
+            episodes.append({"seed": md["rollout_seed"], "precision": md["precision"],
+                             "recall": md["recall"], "f1": md["f1"]})
+    manifest = {
+        "key": key,
+        "song_id": song_id,
+        "chunk_id": chunk.chunk_id,
+        "specialist_id": specialist["specialist_id"],
+        "n_rollouts": n_rollouts,
+        "n_groups": n_groups,
+        "base_seed": base_seed,
+        "mean_f1": float(np.mean([e["f1"] for e in episodes])),
+        "episodes": episodes,
+    }
+    tmp = manifest_path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, manifest_path)
+    return manifest
+
+
+def iter_rollout_episodes(out_dir: Path) -> Iterator:
+    """Stream the episodes of a finished `rollout_chunk` folder, in rollout order."""
+    out_dir = Path(out_dir)
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    for group in range(manifest["n_groups"]):
+        yield from load_group(_group_path(out_dir, group))

@@ -1,0 +1,277 @@
+"""Training one DroQ specialist on one chunk (RP1M section 4, Appendix A.2).
+
+`train_specialist(chunk, work_dir, profile)` runs the off-policy loop:
+uniform random actions for the warm-up, then the DroQ policy with one
+gradient update every `update_interval` env steps (RP1M Table 4), a
+deterministic evaluation episode (P/R/F1) every `eval_every` steps, and a
+checkpoint every `checkpoint_every` steps.
+
+Work folder of a chunk (everything written atomically):
+
+    <work_dir>/checkpoints/step_00001000/   agent state (actor, critics, target,
+                                            temperature, optimizers, rng), replay
+                                            buffer, numpy rng, step counter, curve
+    <work_dir>/learning_curve.json          [{step, precision, recall, f1, return}]
+    <work_dir>/specialist/                  the final agent state (orbax)
+    <work_dir>/specialist.json              the manifest; written last = done
+
+Run again after a kill, it restarts from the latest complete checkpoint: the
+step counter, buffer, optimizer state and random streams continue; only the
+episode that was in progress starts over from its first step. A finished
+specialist whose manifest matches the run key is returned without training.
+
+Budgets are named profiles: `smoke` (seconds, for tests), `cpu` (about an hour
+on a 2-core machine), `paper` (RP1M's 8M steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+
+from agents import droq
+from agents.common import ReplayBuffer, latest_checkpoint, restore, save_checkpoint, to_env_action
+from envs.config import EnvConfig
+from envs.factory import flatten_observation, make_env
+from envs.metrics import key_press_metrics
+
+log = logging.getLogger(__name__)
+
+CODE_VERSION = "specialist-1"  # bump when a change alters trained specialists
+OBS_DIM = 1144  # RP1M Table 3
+MANIFEST = "specialist.json"
+
+
+@dataclass(frozen=True)
+class TrainProfile:
+    """A named training budget."""
+
+    name: str
+    total_steps: int
+    eval_every: int
+    checkpoint_every: int
+    agent: droq.DroQConfig = field(default_factory=droq.DroQConfig)
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "eval_every", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainProfile {self.name!r}: {name} must be positive, got {getattr(self, name)}")
+
+    def digest(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+PROFILES: dict[str, TrainProfile] = {
+    # Seconds on a laptop: a small network, a short warm-up; exercises every code path.
+    "smoke": TrainProfile(
+        "smoke", total_steps=240, eval_every=120, checkpoint_every=80,
+        agent=droq.DroQConfig(hidden_dims=(64, 64), batch_size=32, warmup_steps=80, buffer_size=240),
+    ),
+    # About an hour on this project's 2-core CI machine (measured: see README).
+    # RP1M hyperparameters except the step budget and a buffer sized to it.
+    "cpu": TrainProfile(
+        "cpu", total_steps=60_000, eval_every=5_000, checkpoint_every=10_000,
+        agent=droq.DroQConfig(warmup_steps=5_000, buffer_size=60_000),
+    ),
+    # RP1M Table 4: 8M steps, 1M buffer, 5k warm-up.
+    "paper": TrainProfile("paper", total_steps=8_000_000, eval_every=100_000, checkpoint_every=100_000),
+}
+
+
+def get_profile(name: str) -> TrainProfile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown training profile {name!r}: expected one of {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: int) -> str:
+    """Run-independent identity of a specialist: chunk, budget, task config, seed, code."""
+    blob = f"{chunk_id}|{profile.digest()}|{env_config.digest()}|{seed}|{CODE_VERSION}".encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def evaluate_policy(env, state: droq.DroQState) -> dict:
+    """One deterministic episode (tanh of the mean action): P/R/F1 and return."""
+    spec = env.action_spec()
+    timestep = env.reset()
+    goal, pressed, episode_return = [], [], 0.0
+    while not timestep.last():
+        action = np.asarray(droq.eval_actions(state, flatten_observation(timestep.observation)))
+        timestep = env.step(to_env_action(action, spec.minimum, spec.maximum))
+        info = env.step_info()
+        goal.append(info["goal_keys"])
+        pressed.append(info["pressed_keys"])
+        episode_return += float(timestep.reward)
+    metrics = key_press_metrics(np.array(goal), np.array(pressed))
+    return {**metrics.as_dict(), "return": episode_return}
+
+
+def _write_json(path: Path, payload) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def read_manifest(work_dir: Path) -> dict | None:
+    path = Path(work_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def load_specialist(work_dir: Path) -> tuple[droq.DroQState, dict]:
+    """The trained agent state of a finished specialist and its manifest."""
+    manifest = read_manifest(work_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{work_dir}: no finished specialist ({MANIFEST} missing)")
+    agent_config = droq.DroQConfig(**manifest["agent_config"])
+    template = droq.init(jax.random.PRNGKey(0), manifest["obs_dim"], manifest["action_dim"], agent_config)
+    checkpoint = restore(Path(work_dir) / "specialist", template)
+    return checkpoint.pytree, manifest
+
+
+def train_specialist(
+    chunk,
+    work_dir: Path,
+    profile: TrainProfile | str = "smoke",
+    env_config: EnvConfig | None = None,
+    seed: int = 0,
+    *,
+    on_progress: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Train (or resume, or reuse) the specialist of `chunk`; returns its manifest."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    env_config = env_config or EnvConfig()
+    work_dir = Path(work_dir)
+    key = run_key(chunk.chunk_id, profile, env_config, seed)
+    existing = read_manifest(work_dir)
+    if existing is not None and existing.get("run_key") == key:
+        log.info("%s: specialist already trained (%s), reusing it", chunk.chunk_id, key)
+        return existing
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_root = work_dir / "checkpoints"
+
+    env = make_env(chunk, env_config, seed=seed)
+    spec = env.action_spec()
+    action_dim = spec.shape[0]
+    cfg = profile.agent
+    state = droq.init(jax.random.PRNGKey(seed), OBS_DIM, action_dim, cfg)
+    buffer = ReplayBuffer(OBS_DIM, action_dim, capacity=min(cfg.buffer_size, profile.total_steps))
+    rng = np.random.default_rng(seed)
+    step, curve, resumed_from = 0, [], None
+
+    latest = latest_checkpoint(ckpt_root)
+    if latest is not None:
+        checkpoint = restore(latest, state)
+        if checkpoint.metadata.get("run_key") != key:
+            raise RuntimeError(
+                f"{ckpt_root}: checkpoints belong to another run ({checkpoint.metadata.get('run_key')} != {key}); "
+                "remove the folder or use another work dir"
+            )
+        state = checkpoint.pytree
+        buffer.load_state_dict(checkpoint.arrays)
+        rng.bit_generator.state = checkpoint.metadata["numpy_rng"]
+        step = int(checkpoint.metadata["step"])
+        curve = list(checkpoint.metadata["curve"])
+        resumed_from = step
+        log.info("%s: resumed from checkpoint at step %d", chunk.chunk_id, step)
+
+    def checkpoint_now() -> None:
+        save_checkpoint(
+            ckpt_root, step, state, arrays=buffer.state_dict(),
+            metadata={"run_key": key, "step": step, "numpy_rng": rng.bit_generator.state, "curve": curve},
+            keep=profile.keep_checkpoints,
+        )
+
+    policy_key = jax.random.PRNGKey(seed + 1)
+    timestep = env.reset()
+    obs = flatten_observation(timestep.observation)
+    started, steps_at_start = time.perf_counter(), step
+    last_metrics: dict = {}
+    while step < profile.total_steps:
+        if step < cfg.warmup_steps:
+            action = rng.uniform(-1.0, 1.0, size=action_dim).astype(np.float32)
+        else:
+            action = np.asarray(droq.sample_actions(state, obs, jax.random.fold_in(policy_key, step)))
+        timestep = env.step(to_env_action(action, spec.minimum, spec.maximum))
+        next_obs = flatten_observation(timestep.observation)
+        # Episodes end by time limit only, so the bootstrap discount stays 1 (robopianist).
+        buffer.insert(obs, action, timestep.reward, timestep.discount, next_obs)
+        obs = next_obs
+        step += 1
+        if step >= cfg.warmup_steps and step % cfg.update_interval == 0:
+            n = cfg.num_updates_per_call
+            batch = buffer.sample(rng, cfg.batch_size, num_batches=n if n > 1 else None)
+            state, metrics = droq.update(state, batch)
+            last_metrics = metrics
+        if timestep.last():
+            timestep = env.reset()
+            obs = flatten_observation(timestep.observation)
+        if step % profile.eval_every == 0 or step == profile.total_steps:
+            point = {"step": step, **evaluate_policy(env, state)}
+            curve.append(point)
+            _write_json(work_dir / "learning_curve.json", curve)
+            timestep = env.reset()
+            obs = flatten_observation(timestep.observation)
+            rate = (step - steps_at_start) / max(time.perf_counter() - started, 1e-9)
+            log.info("%s: step %d/%d F1 %.3f (%.1f steps/s) %s", chunk.chunk_id, step, profile.total_steps,
+                     point["f1"], rate, {k: round(float(v), 3) for k, v in last_metrics.items()})
+            if on_progress:
+                on_progress(step, profile.total_steps, point)
+        if step % profile.checkpoint_every == 0 and step < profile.total_steps:
+            checkpoint_now()
+
+    elapsed = time.perf_counter() - started
+    save_checkpoint(work_dir / "specialist", step, state, metadata={"run_key": key}, keep=1)
+    manifest = {
+        "run_key": key,
+        "specialist_id": f"{chunk.chunk_id}-{key[:8]}",
+        "chunk_id": chunk.chunk_id,
+        "profile": profile.name,
+        "seed": seed,
+        "steps": step,
+        "final": curve[-1] if curve else None,
+        "curve": curve,
+        "resumed_from_step": resumed_from,
+        "train_seconds_this_run": round(elapsed, 1),
+        "obs_dim": OBS_DIM,
+        "action_dim": action_dim,
+        "agent_config": dataclasses.asdict(cfg),
+        "env_config": env_config.as_dict(),
+        "code_version": CODE_VERSION,
+    }
+    _write_json(work_dir / MANIFEST, manifest)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tasks.specialist CHUNK_FILE WORK_DIR --profile smoke` (used by the kill/resume test)."""
+    parser = argparse.ArgumentParser(description="Train one specialist on one chunk file.")
+    parser.add_argument("chunk_file", type=Path)
+    parser.add_argument("work_dir", type=Path)
+    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from envs.chunks import load_chunk
+
+    manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, seed=args.seed)
+    print(json.dumps({k: manifest[k] for k in ("specialist_id", "steps", "final", "resumed_from_step")}))
+
+
+if __name__ == "__main__":
+    main()
