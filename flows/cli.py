@@ -196,6 +196,86 @@ def evaluate(
 
 
 @app.command()
+def render(
+    out_file: Path = typer.Option(..., "--out", "-o", help="MP4 file to write"),
+    specialist: Optional[Path] = typer.Option(None, help="a specialist work folder: play its chunk with the trained policy"),
+    episode: Optional[Path] = typer.Option(None, help="a song's shard folder: replay one stored episode's actions"),
+    index: int = typer.Option(0, help="which stored episode (with --episode)"),
+    chunk_file: Optional[Path] = typer.Option(None, "--chunk", help="the chunk file of the stored episode (with --episode)"),
+    camera: str = typer.Option("piano/topdown"),
+    width: int = typer.Option(640),
+    height: int = typer.Option(480),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Write an MP4 (with the piano's sound) of a specialist or a stored episode."""
+    import numpy as np
+
+    from dataclasses import replace
+
+    from envs.chunks import load_chunk
+    from envs.config import EnvConfig
+    from envs.factory import make_env
+    from envs.render import render_episode
+    from envs.songs import SongError
+
+    if (specialist is None) == (episode is None):
+        _fail("give exactly one of --specialist WORK_DIR or --episode SONG_DIR")
+    info: dict = {}
+    try:
+        if specialist is not None:
+            from agents import droq
+            from agents.common import to_env_action
+            from envs.factory import flatten_observation
+            from tasks.specialist import load_specialist
+
+            state, manifest = load_specialist(specialist)
+            chunk = load_chunk(specialist / "chunk.json")
+            config = replace(EnvConfig.from_dict(manifest["env_config"]), change_color_on_activation=True)
+            env = make_env(chunk, config)
+            spec = env.action_spec()
+
+            def next_action(obs, t):
+                action = np.asarray(droq.eval_actions(state, flatten_observation(obs)))
+                return to_env_action(action, spec.minimum, spec.maximum)
+
+            info = {"specialist_id": manifest["specialist_id"], "chunk_id": chunk.chunk_id}
+        else:
+            from tasks.reader import iterate_episodes
+
+            if chunk_file is None:
+                _fail("--episode needs --chunk CHUNK_FILE (the chunk the episode was collected on)")
+            chunk = load_chunk(chunk_file)
+            stored = None
+            for i, ep in enumerate(iterate_episodes([episode])):
+                if i == index:
+                    stored = ep
+                    break
+            if stored is None:
+                _fail(f"{episode}: has no episode {index}")
+            if stored.metadata["chunk_id"] != chunk.chunk_id:
+                _fail(f"episode {index} of {episode} was collected on chunk {stored.metadata['chunk_id']}, "
+                      f"not {chunk.chunk_id} ({chunk_file})")
+            env = make_env(chunk, EnvConfig(change_color_on_activation=True))
+            actions = stored.steps["action"]
+
+            def next_action(obs, t):
+                return actions[t]
+
+            info = {"chunk_id": chunk.chunk_id, "stored_f1": float(stored.metadata["f1"]),
+                    "rollout_seed": int(stored.metadata["rollout_seed"])}
+    except (SongError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    result = render_episode(env, next_action, out_file, camera=camera, width=width, height=height)
+    doc = {"path": str(result.path), "frames": result.n_frames, "fps": result.fps, "seconds": result.seconds,
+           "midi_events": result.n_midi_events, **info}
+    if as_json:
+        _emit_json(doc)
+    else:
+        out.print(f"wrote {result.path}: {result.n_frames} frames at {result.fps:g} fps, "
+                  f"{result.n_midi_events} MIDI events")
+
+
+@app.command()
 def demo(
     song: str = typer.Option("TwinkleTwinkleRousseau", help="song to evaluate"),
 ) -> None:

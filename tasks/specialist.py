@@ -8,6 +8,7 @@ checkpoint every `checkpoint_every` steps.
 
 Work folder of a chunk (everything written atomically):
 
+    <work_dir>/chunk.json                   the chunk it plays
     <work_dir>/checkpoints/step_00001000/   agent state (actor, critics, target,
                                             temperature, optimizers, rng), replay
                                             buffer, numpy rng, step counter, curve
@@ -164,6 +165,9 @@ def train_specialist(
         return existing
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_root = work_dir / "checkpoints"
+    from envs.chunks import save_chunk
+
+    save_chunk(chunk, work_dir / "chunk.json")  # the specialist's task, for rollouts and rendering
 
     env = make_env(chunk, env_config, seed=seed)
     spec = env.action_spec()

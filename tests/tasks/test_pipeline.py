@@ -124,3 +124,40 @@ def test_rollouts_shards_and_readers(trained, chunk, song, tmp_path):
     assert sum(1 for _ in ds_both) == 2 * N_ROLLOUTS
     total_steps = ds.map(lambda ep: rlds.transformations.episode_length(ep[rlds.STEPS])).reduce(0, lambda a, b: a + b)
     assert int(total_steps) == N_ROLLOUTS * chunk.n_steps
+
+
+def _probe(path: Path) -> str:
+    import imageio_ffmpeg
+
+    return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True).stderr
+
+
+def test_render_specialist_with_sound(trained, chunk, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    work, _ = trained
+    out = tmp_path / "specialist.mp4"
+    result = CliRunner().invoke(app, ["render", "--specialist", str(work), "--out", str(out),
+                                      "--width", "160", "--height", "120", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["frames"] == chunk.n_steps + 1 and doc["fps"] == 20.0
+    info = _probe(out)
+    assert "Video: h264" in info and "Audio: aac" in info
+    assert "Duration: 00:00:02.5" in info  # 51 frames at 20 fps
+
+
+def test_audio_synthesis_is_not_silent_when_keys_sound():
+    from robopianist.music import midi_message
+
+    from envs.render import synthesize
+
+    events = [midi_message.NoteOn(note=60, velocity=80, time=0.5), midi_message.NoteOff(note=60, time=1.0)]
+    audio = synthesize(events, 16000, 32000)
+    assert audio.shape == (32000,)
+    assert np.abs(audio[:7000]).max() == 0  # before the note starts at 0.5 s
+    assert np.abs(audio[8000:16000]).max() > 1000  # the note sounds
+    assert synthesize([], 16000, 100).tolist() == [0] * 100
