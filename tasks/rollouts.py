@@ -142,9 +142,11 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
     return episodes
 
 
-def _run_group_entry(args: tuple[RolloutJob, int]) -> tuple[int, list[dict]]:
-    job, group = args
-    return group, _run_group(job, group)
+def _run_and_save_group(args: tuple[RolloutJob, int, str]) -> int:
+    """Worker entry: roll out one group and write its file (compression runs in the worker too)."""
+    job, group, out_dir = args
+    _save_group(_group_path(Path(out_dir), group), job, _run_group(job, group))
+    return group
 
 
 # --- parent side -----------------------------------------------------------------------
@@ -254,14 +256,16 @@ def rollout_chunk(
     log.info("%s: %d rollouts in %d groups, %d to run on %d workers", chunk.chunk_id, n_rollouts,
              n_groups, len(todo), workers)
     if todo:
+        args = [(job, g, str(out_dir)) for g in todo]
         if workers <= 1:
-            for group in todo:
-                _save_group(_group_path(out_dir, group), job, _run_group(job, group))
+            for done, arg in enumerate(args, 1):
+                _run_and_save_group(arg)
+                log.info("%s: group %d/%d written", chunk.chunk_id, done, len(todo))
         else:
             context = mp.get_context("spawn")  # JAX and MuJoCo are not fork-safe
             with context.Pool(processes=min(workers, len(todo))) as pool:
-                for group, episodes in pool.imap_unordered(_run_group_entry, [(job, g) for g in todo]):
-                    _save_group(_group_path(out_dir, group), job, episodes)
+                for done, _ in enumerate(pool.imap_unordered(_run_and_save_group, args), 1):
+                    log.info("%s: group %d/%d written", chunk.chunk_id, done, len(todo))
     episodes = []
     for group in range(n_groups):
         for episode in load_group(_group_path(out_dir, group)):
