@@ -15,6 +15,9 @@ from typing import Optional
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The ephemeral Prefect server can take longer than Prefect's 20 s default to
+# start on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import typer
 from rich.console import Console
@@ -273,6 +276,112 @@ def render(
     else:
         out.print(f"wrote {result.path}: {result.n_frames} frames at {result.fps:g} fps, "
                   f"{result.n_midi_events} MIDI events")
+
+
+EXIT_PARTIAL = 3  # some songs failed, the others are done
+EXIT_ALL_FAILED = 4
+
+
+@app.command()
+def collect(
+    songs: Optional[list[str]] = typer.Option(None, "--song", "-s", help="song ref (repeatable); default: params or two built-in songs"),
+    params: Optional[Path] = typer.Option(None, help="read the `collect` section of this params.yaml"),
+    profile: Optional[str] = typer.Option(None, help="smoke | cpu | paper"),
+    rollouts: Optional[int] = typer.Option(None, help="rollouts per specialist (default per profile; RP1M: 500)"),
+    workers: Optional[int] = typer.Option(None, help="rollout worker processes per chunk"),
+    parallel_chunks: Optional[int] = typer.Option(None, help="chunks trained at once (local runner)"),
+    seed: Optional[int] = typer.Option(None),
+    runner: Optional[str] = typer.Option(None, help="local | ray"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (with --runner ray)"),
+    work_dir: Optional[str] = typer.Option(None),
+    shards_dir: Optional[str] = typer.Option(None),
+    register: Optional[bool] = typer.Option(None, "--register/--no-register", help="record new shards with DVC"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Launch (or resume: rerun the same command) an RP1M-style collection."""
+    from flows.collect import run_collection, set_progress_hook
+    from tasks.collect import CollectConfig
+
+    section = {}
+    if params is not None:
+        import yaml
+
+        if not params.exists():
+            _fail(f"{params}: no such params file")
+        section = (yaml.safe_load(params.read_text()) or {}).get("collect", {})
+    try:
+        config = CollectConfig.from_params(
+            section, songs=tuple(songs) if songs else None, profile=profile, n_rollouts=rollouts, workers=workers,
+            parallel_chunks=parallel_chunks, seed=seed, runner=runner, address=address, work_dir=work_dir,
+            shards_dir=shards_dir, register=register)
+    except ValueError as exc:
+        _fail(str(exc))
+    with _progress("collecting", as_json) as progress:
+        task_id = progress.add_task("songs", total=len(config.songs))
+
+        def hook(event: str, info: dict) -> None:
+            if event == "song":
+                progress.advance(task_id)
+                err.print(f"  {info['ref']}: {info['status']}" + (f" at {info['stage']}" if info.get("stage") else ""))
+
+        set_progress_hook(hook)
+        try:
+            summary = run_collection(config)
+        finally:
+            set_progress_hook(None)
+    code = 0
+    if summary["counts"]["failed"]:
+        code = EXIT_ALL_FAILED if summary["counts"]["failed"] == len(config.songs) else EXIT_PARTIAL
+    if as_json:
+        _emit_json({**summary, "exit_code": code})
+        raise typer.Exit(code)
+    table = Table(title=f"collection ({config.profile}, {config.rollouts} rollouts/chunk)")
+    for col in ("song", "song_id", "status", "detail"):
+        table.add_column(col)
+    for ref, rec in summary["songs"].items():
+        detail = f"{rec.get('stage')}: {rec.get('error', '')[:80]}" if rec["status"] == "failed" else rec.get("shards", "")
+        table.add_row(ref, rec.get("song_id", "-"), rec["status"], detail)
+    out.print(table)
+    out.print(f"done {summary['counts']['done']}, cached {summary['counts']['cached']}, failed "
+              f"{summary['counts']['failed']}; tasks run {summary['tasks_run']}, reused {summary['tasks_reused']}; "
+              f"{summary['seconds']} s")
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    work_dir: str = typer.Option("work"),
+    shards_dir: str = typer.Option("datasets/shards"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """done / failed / pending per song, read from the files (manifests, status records)."""
+    from tasks.shards import read_manifest
+
+    rows = []
+    status_dir = Path(work_dir) / "status"
+    for path in sorted(status_dir.glob("*.json")) if status_dir.exists() else []:
+        rec = json.loads(path.read_text())
+        song_dir = Path(shards_dir) / rec["song_id"]
+        try:
+            manifest = read_manifest(song_dir)
+            episodes, steps = manifest.n_episodes, manifest.n_steps
+        except Exception:  # noqa: BLE001 - absent or incomplete folder
+            episodes, steps = 0, 0
+        state = rec["status"]
+        if state in ("done", "cached") and not episodes:
+            state = "pending"  # the record says done but the shards are gone
+        rows.append({"ref": rec.get("ref"), "song_id": rec["song_id"], "status": state, "stage": rec.get("stage"),
+                     "error": rec.get("error"), "episodes": episodes, "steps": steps})
+    if as_json:
+        _emit_json({"songs": rows})
+        return
+    table = Table(title=f"{len(rows)} songs")
+    for col in ("song", "song_id", "status", "episodes", "steps", "failure"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["ref"]), r["song_id"], r["status"], str(r["episodes"]), str(r["steps"]),
+                      f"{r['stage']}: {(r['error'] or '')[:60]}" if r["status"] == "failed" else "")
+    out.print(table)
 
 
 @app.command()

@@ -269,11 +269,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--env-config", default="{}", help="EnvConfig fields as JSON (defaults: RP1M)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # absl (imported by dm_control) owns the root logger; give ours its own handler.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    package_log = logging.getLogger("tasks")
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
+    package_log.propagate = False
     from envs.chunks import load_chunk
 
-    manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, seed=args.seed)
+    env_config = EnvConfig.from_dict(json.loads(args.env_config))
+    manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config, seed=args.seed)
     print(json.dumps({k: manifest[k] for k in ("specialist_id", "steps", "final", "resumed_from_step")}))
 
 

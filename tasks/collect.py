@@ -1,0 +1,254 @@
+"""The steps of a collection, as Prefect tasks around plain functions.
+
+Each step reads and writes files only (chunk files, specialist folders,
+rollout folders, song shard folders), takes and returns small values (ids,
+paths, counts, metrics) and is idempotent: the file manifests are the ground
+truth of what is done, so the flow asks `*_done()` before submitting and a
+task that finds its output complete returns at once. Prefect's own result
+cache is not used (cache_policy=NONE): it is keyed by run and lost with its
+result store, while the manifests carry over any run, any machine.
+
+Layout under the work folder (git-ignored, not versioned):
+
+    work/<song_id>/chunk-000.json           the chunk files of a song
+    work/<song_id>/<chunk_id>/specialist/   training folder (checkpoints, final agent)
+    work/<song_id>/<chunk_id>/rollouts/     rollout groups + rollouts.json
+    work/<song_id>/shards.key               which rollouts the song's shards hold
+    work/status/<song_id>.json              last outcome of the song (done / failed + stage)
+
+and the versioned outputs (DVC):
+
+    datasets/shards/<song_id>/              the song's RLDS/TFDS folder + manifest.json
+    datasets/specialists/<chunk_id>/        the trained specialist (final agent, manifests)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from envs.config import EnvConfig
+from tasks.rollouts import MANIFEST as ROLLOUT_MANIFEST
+from tasks.rollouts import rollout_key
+from tasks.specialist import MANIFEST as SPECIALIST_MANIFEST
+from tasks.specialist import get_profile, run_key
+
+REPO = Path(__file__).resolve().parents[1]
+# Rollouts per specialist for each budget; RP1M section 4.3 uses 500.
+PROFILE_ROLLOUTS = {"smoke": 16, "cpu": 100, "paper": 500}
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    songs: tuple[str, ...] = ("robopianist:TwinkleTwinkleRousseau", "robopianist:CMajorScaleTwoHands")
+    profile: str = "smoke"
+    n_rollouts: int | None = None  # None: PROFILE_ROLLOUTS[profile]
+    workers: int = 2  # rollout worker processes per chunk
+    parallel_chunks: int = 2  # chunks trained at once (local runner)
+    seed: int = 0
+    env: dict = field(default_factory=dict)  # EnvConfig fields, e.g. {"reward": {"fingering": "ot"}}
+    work_dir: str = "work"
+    shards_dir: str = "datasets/shards"
+    specialists_dir: str = "datasets/specialists"
+    register: bool = True
+    runner: str = "local"  # local | ray
+    address: str | None = None  # ray cluster address (runner=ray)
+
+    def __post_init__(self) -> None:
+        get_profile(self.profile)  # names the bad profile
+        if not self.songs:
+            raise ValueError("collect: no songs selected")
+        if self.n_rollouts is not None and self.n_rollouts < 1:
+            raise ValueError(f"collect: n_rollouts={self.n_rollouts} must be >= 1")
+        if self.workers < 1 or self.parallel_chunks < 1:
+            raise ValueError(f"collect: workers={self.workers} and parallel_chunks={self.parallel_chunks} must be >= 1")
+        if self.runner not in ("local", "ray"):
+            raise ValueError(f"collect: runner={self.runner!r}: expected 'local' or 'ray'")
+        self.env_config()  # validates
+
+    @property
+    def rollouts(self) -> int:
+        return self.n_rollouts or PROFILE_ROLLOUTS[self.profile]
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig.from_dict(self.env)
+
+    @classmethod
+    def from_params(cls, params: dict, **overrides) -> "CollectConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(params) - known - {"catalog_filter"}
+        if unknown:
+            raise ValueError(f"params.yaml collect: unknown keys {sorted(unknown)}")
+        values = {k: v for k, v in params.items() if k in known}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "songs" in values:
+            values["songs"] = tuple(values["songs"])
+        return cls(**values)
+
+
+# --- done checks (cheap; used by the flow before submitting) --------------------------
+
+
+def specialist_key(chunk_id: str, config: CollectConfig) -> str:
+    return run_key(chunk_id, get_profile(config.profile), config.env_config(), config.seed)
+
+
+def specialist_id(chunk_id: str, config: CollectConfig) -> str:
+    return f"{chunk_id}-{specialist_key(chunk_id, config)[:8]}"
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def specialist_done(chunk_work: Path, chunk_id: str, config: CollectConfig) -> bool:
+    manifest = _read_json(chunk_work / "specialist" / SPECIALIST_MANIFEST)
+    return bool(manifest) and manifest.get("run_key") == specialist_key(chunk_id, config)
+
+
+def rollouts_key(chunk_id: str, config: CollectConfig) -> str:
+    return rollout_key(specialist_id(chunk_id, config), config.rollouts, config.seed, config.env_config())
+
+
+def rollouts_done(chunk_work: Path, chunk_id: str, config: CollectConfig) -> bool:
+    manifest = _read_json(chunk_work / "rollouts" / ROLLOUT_MANIFEST)
+    return bool(manifest) and manifest.get("key") == rollouts_key(chunk_id, config)
+
+
+def song_shards_key(chunk_ids: list[str], config: CollectConfig) -> str:
+    blob = "|".join(rollouts_key(c, config) for c in sorted(chunk_ids))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def song_done(song_id: str, chunk_ids: list[str], config: CollectConfig) -> bool:
+    from tasks.shards import is_complete
+
+    key_file = Path(config.work_dir) / song_id / "shards.key"
+    return (
+        key_file.exists()
+        and key_file.read_text().strip() == song_shards_key(chunk_ids, config)
+        and is_complete(Path(config.shards_dir) / song_id)
+    )
+
+
+# --- the steps -------------------------------------------------------------------------
+
+
+def prepare_song(ref: str, work_dir: str) -> dict:
+    """Load and validate a song, write its chunk files; returns its plan."""
+    from envs.chunks import load_chunk, write_song_chunks
+    from envs.songs import load_song
+
+    song = load_song(ref)
+    paths = write_song_chunks(song, Path(work_dir))
+    chunks = []
+    for path in paths:
+        chunk = load_chunk(path)
+        chunks.append({"chunk_id": chunk.chunk_id, "index": chunk.index, "n_steps": chunk.n_steps, "file": str(path)})
+    return {"ref": ref, "song_id": song.song_id, "title": song.title, "chunks": chunks}
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: SIGKILL it when the parent dies (Linux prctl)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
+    """Train (or resume) a chunk's specialist in a child process; publish the result
+    to `specialists_dir/<chunk_id>`."""
+    work = (Path(chunk_work) / "specialist").resolve()
+    cmd = [sys.executable, "-m", "tasks.specialist", str(Path(chunk_file).resolve()), str(work), "--profile", config.profile,
+           "--seed", str(config.seed), "--env-config", json.dumps(config.env)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=_die_with_parent)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout)[-1500:]
+        raise RuntimeError(f"training {chunk_file} failed (exit {proc.returncode}): {tail}")
+    manifest = json.loads((work / SPECIALIST_MANIFEST).read_text())
+    publish_specialist(work, Path(config.specialists_dir) / manifest["chunk_id"])
+    return {"chunk_id": manifest["chunk_id"], "specialist_id": manifest["specialist_id"],
+            "f1": (manifest.get("final") or {}).get("f1"), "steps": manifest["steps"]}
+
+
+def publish_specialist(work: Path, dest: Path) -> None:
+    """Copy the final agent and its manifests (not the training checkpoints) atomically."""
+    manifest = _read_json(dest / SPECIALIST_MANIFEST)
+    if manifest and manifest.get("run_key") == _read_json(work / SPECIALIST_MANIFEST)["run_key"]:
+        return
+    staging = dest.with_name(f".{dest.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copytree(work / "specialist", staging / "specialist")
+    for name in ("chunk.json", "learning_curve.json", SPECIALIST_MANIFEST):
+        if (work / name).exists():
+            shutil.copy2(work / name, staging / name)
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(staging, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
+    from envs.chunks import load_chunk
+    from tasks.rollouts import rollout_chunk
+
+    manifest = rollout_chunk(
+        load_chunk(chunk_file), song_id, Path(chunk_work) / "specialist", Path(chunk_work) / "rollouts",
+        n_rollouts=config.rollouts, workers=config.workers, base_seed=config.seed, env_config=config.env_config(),
+    )
+    return {"chunk_id": manifest["chunk_id"], "n_rollouts": manifest["n_rollouts"], "mean_f1": manifest["mean_f1"]}
+
+
+def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], config: CollectConfig) -> dict:
+    """Merge the song's chunk rollouts into its TFDS folder (atomic swap)."""
+    from tasks.rollouts import iter_rollout_episodes
+    from tasks.shards import write_song_dataset
+
+    if song_done(song_id, chunk_ids, config):
+        manifest = _read_json(Path(config.shards_dir) / song_id / "manifest.json")
+        return {"song_id": song_id, "n_episodes": manifest["n_episodes"], "reused": True}
+    shards_dir = Path(config.shards_dir)
+    # A writer killed mid-way leaves its hidden staging folder; one flow writes a song at a time.
+    for stale in shards_dir.glob(f".{song_id}.staging-*") if shards_dir.exists() else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    episodes = chain.from_iterable(iter_rollout_episodes(Path(w) / "rollouts") for w in chunk_works)
+    manifest = write_song_dataset(shards_dir, song_id, episodes)
+    key_file = Path(config.work_dir) / song_id / "shards.key"
+    tmp = key_file.with_name(f".shards.key.tmp-{os.getpid()}")
+    tmp.write_text(song_shards_key(chunk_ids, config))
+    os.replace(tmp, key_file)
+    return {"song_id": song_id, "n_episodes": manifest.n_episodes, "n_steps": manifest.n_steps, "reused": False}
+
+
+def record_status(work_dir: str, song_id: str, record: dict) -> None:
+    path = Path(work_dir) / "status" / f"{song_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+
+
+# --- Prefect task wrappers (coarse: one per song/chunk and stage) ----------------------
+
+prepare_song_task = task(prepare_song, name="prepare-song", cache_policy=NONE)
+train_chunk_task = task(train_chunk, name="train-specialist", cache_policy=NONE, retries=1, retry_delay_seconds=5)
+rollout_chunk_task = task(rollout_chunk_step, name="rollout", cache_policy=NONE, retries=1, retry_delay_seconds=5)
+write_song_task = task(write_song, name="write-shards", cache_policy=NONE, retries=1, retry_delay_seconds=5)

@@ -1,0 +1,137 @@
+"""The collection flow for real: Prefect (ephemeral server), child processes,
+kill -9 and resume, a corrupt song among good ones, a no-op rerun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pretty_midi
+import pytest
+
+from tasks.shards import is_complete, read_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+N_ROLLOUTS = 4
+
+
+def _song(path: Path, pitches: list[int]) -> Path:
+    pm = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    for i, pitch in enumerate(pitches):
+        piano.notes.append(pretty_midi.Note(velocity=80, pitch=pitch, start=0.4 * i, end=0.4 * i + 0.35))
+    pm.instruments.append(piano)
+    pm.write(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("collect")
+    songs = [_song(root / "good_a.mid", [60, 62, 64, 65, 67]), _song(root / "good_b.mid", [48, 52, 55, 60])]
+    bad = root / "broken.mid"
+    bad.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01")  # a header cut short
+    return root, [str(s) for s in songs], str(bad)
+
+
+def _cmd(project, extra=()):
+    root, good, bad = project
+    args = [sys.executable, "-m", "flows.cli", "collect", "--rollouts", str(N_ROLLOUTS), "--workers", "1",
+            "--work-dir", str(root / "work"), "--shards-dir", str(root / "shards"), "--no-register", "--json"]
+    for song in [*good, bad]:
+        args += ["--song", song]
+    return [*args, *extra]
+
+
+def _env(project):
+    root = project[0]
+    return {**os.environ, "MUJOCO_GL": "osmesa", "PREFECT_HOME": str(root / "prefect"),
+            "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _run(project):
+    proc = subprocess.run(_cmd(project), cwd=project[0], env=_env(project), capture_output=True, text=True,
+                          timeout=1200)
+    start = proc.stdout.find("{")
+    assert start >= 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.returncode, json.loads(proc.stdout[start:])
+
+
+def _kill_when(project, condition, timeout=600):
+    proc = subprocess.Popen(_cmd(project), cwd=project[0], env=_env(project), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not condition():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the collection finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _song_dirs(project):
+    root = project[0]
+    return sorted(p for p in (root / "shards").iterdir() if not p.name.startswith(".")) if (root / "shards").exists() else []
+
+
+def _assert_exact_episodes(song_dir: Path):
+    manifest = read_manifest(song_dir, verify=True)
+    seeds = sorted((e.chunk_id, e.rollout_seed) for e in manifest.episodes)
+    assert len(seeds) == len(set(seeds)) == manifest.n_episodes
+    assert {s for _, s in seeds} == set(range(N_ROLLOUTS))
+
+
+def test_kill_during_training_then_resume_completes(project):
+    root = project[0]
+
+    def checkpoint_written():
+        return any(root.glob("work/*/*/specialist/checkpoints/step_*/COMMITTED.json"))
+
+    _kill_when(project, checkpoint_written)
+    # Nothing half-written is visible as done.
+    assert not any(root.glob("work/*/*/specialist/specialist.json"))
+    assert all(not is_complete(d) for d in _song_dirs(project))
+
+    code, summary = _run(project)
+    assert code == 3  # partial: the broken song failed, the others are done
+    songs = summary["songs"]
+    assert songs[project[2]]["status"] == "failed" and songs[project[2]]["stage"] == "prepare"
+    assert "broken.mid" in songs[project[2]]["error"]
+    for ref in project[1]:
+        assert songs[ref]["status"] == "done"
+    assert summary["tasks_run"]["train"] == 2
+    resumed = [json.loads(p.read_text())["resumed_from_step"]
+               for p in root.glob("work/*/*/specialist/specialist.json")]
+    assert any(step for step in resumed), "the killed specialist should resume from its checkpoint"
+    assert len(_song_dirs(project)) == 2
+    for song_dir in _song_dirs(project):
+        _assert_exact_episodes(song_dir)
+
+
+def test_second_run_executes_nothing(project):
+    code, summary = _run(project)
+    assert code == 3
+    assert summary["tasks_run"] == {"train": 0, "rollout": 0, "write": 0}
+    assert summary["tasks_reused"]["train"] == 2 and summary["tasks_reused"]["write"] == 2
+    assert summary["counts"] == {"done": 0, "cached": 2, "failed": 1}
+
+
+def test_kill_while_writing_shards_then_resume(project):
+    root = project[0]
+    victim = _song_dirs(project)[0]
+    # Force the song to be written again, and kill the flow while it writes.
+    (root / "work" / victim.name / "shards.key").unlink()
+
+    def writing():
+        return any((root / "shards").glob(f".{victim.name}.staging-*"))
+
+    _kill_when(project, writing)
+    assert is_complete(victim)  # the old complete folder (or the new one, swapped whole) is there
+    _assert_exact_episodes(victim)
+    code, summary = _run(project)
+    assert code == 3 and summary["tasks_run"]["write"] == 1 and summary["tasks_run"]["train"] == 0
+    _assert_exact_episodes(victim)
+    leftovers = [p.name for p in (root / "shards").iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
