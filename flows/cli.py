@@ -316,6 +316,12 @@ def collect(
             shards_dir=shards_dir, register=register)
     except ValueError as exc:
         _fail(str(exc))
+    # Absolute paths: tasks may run in other processes (child, Ray worker) with another cwd.
+    from dataclasses import replace
+
+    config = replace(config, work_dir=str(Path(config.work_dir).resolve()),
+                     shards_dir=str(Path(config.shards_dir).resolve()),
+                     specialists_dir=str(Path(config.specialists_dir).resolve()))
     with _progress("collecting", as_json) as progress:
         task_id = progress.add_task("songs", total=len(config.songs))
 
