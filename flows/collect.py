@@ -82,6 +82,7 @@ def collect_flow(config: CollectConfig) -> dict:
     work = Path(config.work_dir)
     counts = {"train": [0, 0], "rollout": [0, 0], "write": [0, 0]}  # [ran, reused]
     songs: dict[str, dict] = {}
+    executors: list[dict] = []  # where each train/rollout task ran
 
     # 1. plans (cheap, all at once)
     plan_futures = {ref: prepare_song_task.submit(ref, config.work_dir) for ref in config.songs}
@@ -148,6 +149,9 @@ def collect_flow(config: CollectConfig) -> dict:
                 wait([future])
                 if failure is None and _failed(future) and future.state.name != "NotReady":
                     failure = {"stage": stage, "chunk_id": chunk["chunk_id"], "error": _error_of(future)}
+                elif future.state.is_completed():
+                    executors.append({"stage": stage, "chunk_id": chunk["chunk_id"],
+                                      "executor": future.result().get("executor")})
             _emit("chunk", ref=ref, chunk_id=chunk["chunk_id"])
         if ref in write_futures:
             wait([write_futures[ref]])
@@ -183,6 +187,7 @@ def collect_flow(config: CollectConfig) -> dict:
         "tasks_run": {k: v[0] for k, v in counts.items()},
         "tasks_reused": {k: v[1] for k, v in counts.items()},
         "registered": registered,
+        "executors": executors,
         "seconds": round(time.time() - started, 1),
         "shards_dir": config.shards_dir,
     }

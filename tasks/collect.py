@@ -163,6 +163,16 @@ def prepare_song(ref: str, work_dir: str) -> dict:
     return {"ref": ref, "song_id": song.song_id, "title": song.title, "chunks": chunks}
 
 
+def executor() -> str:
+    """Where this task runs: a Ray task id inside a Ray worker, else the local pid."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        task_id = ray.get_runtime_context().get_task_id()
+        if task_id:
+            return f"ray-task:{task_id}"
+    return f"local-pid:{os.getpid()}"
+
+
 def _die_with_parent() -> None:
     """Run in the child before exec: SIGKILL it when the parent dies (Linux prctl)."""
     try:
@@ -184,7 +194,7 @@ def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict
     manifest = json.loads((work / SPECIALIST_MANIFEST).read_text())
     publish_specialist(work, Path(config.specialists_dir) / manifest["chunk_id"])
     return {"chunk_id": manifest["chunk_id"], "specialist_id": manifest["specialist_id"],
-            "f1": (manifest.get("final") or {}).get("f1"), "steps": manifest["steps"]}
+            "f1": (manifest.get("final") or {}).get("f1"), "steps": manifest["steps"], "executor": executor()}
 
 
 def publish_specialist(work: Path, dest: Path) -> None:
@@ -214,7 +224,8 @@ def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: C
         load_chunk(chunk_file), song_id, Path(chunk_work) / "specialist", Path(chunk_work) / "rollouts",
         n_rollouts=config.rollouts, workers=config.workers, base_seed=config.seed, env_config=config.env_config(),
     )
-    return {"chunk_id": manifest["chunk_id"], "n_rollouts": manifest["n_rollouts"], "mean_f1": manifest["mean_f1"]}
+    return {"chunk_id": manifest["chunk_id"], "n_rollouts": manifest["n_rollouts"], "mean_f1": manifest["mean_f1"],
+            "executor": executor()}
 
 
 def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], config: CollectConfig) -> dict:

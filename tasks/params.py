@@ -1,0 +1,195 @@
+"""`params.yaml`: the single source of run parameters the flows read.
+
+DVC reads the same file: the `collect` stage of `dvc.yaml` depends on the
+`collect` section (so `dvc status` says when the recorded shards were made
+with other parameters), and `dvc.yaml` takes its output folders from it
+(`${collect.shards_dir}`, ...). `load_params` validates the whole file and
+fills in the defaults below; every error names the key, its value and what
+was expected ("params.yaml: collect.workers = 0, expected an integer >= 1").
+
+Sections::
+
+    collect:
+      songs: [robopianist:TwinkleTwinkleRousseau, ...]   # explicit refs, or
+      catalog_filter: {source, playable, max_duration_s, limit, query}
+      profile: smoke            # training budget (tasks.specialist.PROFILES)
+      n_rollouts: 500           # rollouts per chunk (RP1M: 500)
+      workers: 2
+      seed: 0
+      runner: local             # local | ray
+      ray_address: null         # for runner: ray
+      work_dir: work            # checkpoints, rollouts (git-ignored, not DVC-tracked; may be absolute)
+      shards_dir: datasets/shards
+      specialists_dir: datasets/specialists
+      env: {fingering: ot}      # envs.config.FINGERING_MODES
+    stats: {reports_dir: datasets/reports/stats}
+    dvc: {remote_name: local, remote_url: ~/.cache/pianoset/dvc-remote}
+
+`collect` takes exactly one of `songs` and `catalog_filter`. The profile name
+is checked by `tasks.specialist.get_profile` when the flow runs (importing it
+here would pull JAX into every reader of this file).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envs.config import FINGERING_MODES
+
+RUNNERS = ("local", "ray")
+DEFAULT_REMOTE_NAME = "local"
+DEFAULT_REMOTE_URL = "~/.cache/pianoset/dvc-remote"  # expanded on the machine that configures it
+
+DEFAULTS: dict[str, Any] = {
+    "collect": {
+        "profile": "smoke",
+        "n_rollouts": 500,
+        "workers": 2,
+        "seed": 0,
+        "runner": "local",
+        "ray_address": None,
+        "work_dir": "work",
+        "shards_dir": "datasets/shards",
+        "specialists_dir": "datasets/specialists",
+        "env": {"fingering": "ot"},
+    },
+    "stats": {"reports_dir": "datasets/reports/stats"},
+    "dvc": {"remote_name": DEFAULT_REMOTE_NAME, "remote_url": DEFAULT_REMOTE_URL},
+}
+CATALOG_FILTER_KEYS = ("source", "playable", "max_duration_s", "limit", "query")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable, or has a bad value."""
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The validated parameters of `path`, defaults filled in. Raises `ParamsError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such parameters file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+    return validate_params(raw if raw is not None else {}, source=str(path))
+
+
+def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, Any]:
+    """`raw` (parsed YAML) checked key by key, with the defaults filled in."""
+    check = _Checker(source)
+    raw = check.mapping("", raw)
+    check.known_keys("", raw, DEFAULTS)
+    params = copy.deepcopy(DEFAULTS)
+    for section in DEFAULTS:
+        given = check.mapping(section, raw.get(section, {}))
+        params[section].update(given)
+    _check_collect(check, params["collect"])
+    check.path("stats.reports_dir", params["stats"]["reports_dir"])
+    check.known_keys("stats", params["stats"], DEFAULTS["stats"])
+    _check_dvc(check, params["dvc"])
+    return params
+
+
+def _check_collect(check: _Checker, collect: dict[str, Any]) -> None:
+    allowed = {**DEFAULTS["collect"], "songs": None, "catalog_filter": None}
+    check.known_keys("collect", collect, allowed)
+    has_songs, has_filter = "songs" in collect, "catalog_filter" in collect
+    if has_songs == has_filter:
+        found = "both" if has_songs else "neither"
+        raise ParamsError(f"{check.source}: collect has {found} of 'songs' and 'catalog_filter', expected exactly one")
+    if has_songs:
+        songs = collect["songs"]
+        if not isinstance(songs, list) or not songs:
+            check.fail("collect.songs", songs, "a non-empty list of song refs")
+        for i, ref in enumerate(songs):
+            check.string(f"collect.songs[{i}]", ref)
+    else:
+        _check_catalog_filter(check, collect["catalog_filter"])
+    check.string("collect.profile", collect["profile"])
+    check.integer("collect.n_rollouts", collect["n_rollouts"], minimum=1)
+    check.integer("collect.workers", collect["workers"], minimum=1)
+    check.integer("collect.seed", collect["seed"], minimum=0)
+    check.choice("collect.runner", collect["runner"], RUNNERS)
+    if collect["ray_address"] is not None:
+        check.string("collect.ray_address", collect["ray_address"])
+    check.string("collect.work_dir", collect["work_dir"])  # may be absolute (shared storage)
+    for key in ("shards_dir", "specialists_dir"):  # DVC outputs: inside the repository
+        check.path(f"collect.{key}", collect[key])
+    env = check.mapping("collect.env", collect["env"])
+    check.known_keys("collect.env", env, DEFAULTS["collect"]["env"])
+    collect["env"] = {**DEFAULTS["collect"]["env"], **env}
+    check.choice("collect.env.fingering", collect["env"]["fingering"], FINGERING_MODES)
+
+
+def _check_catalog_filter(check: _Checker, spec: Any) -> None:
+    spec = check.mapping("collect.catalog_filter", spec)
+    check.known_keys("collect.catalog_filter", spec, dict.fromkeys(CATALOG_FILTER_KEYS))
+    if "source" in spec:
+        check.string("collect.catalog_filter.source", spec["source"])
+    if spec.get("playable") is not None and not isinstance(spec["playable"], bool):
+        check.fail("collect.catalog_filter.playable", spec["playable"], "true, false or null")
+    if spec.get("max_duration_s") is not None:
+        check.number("collect.catalog_filter.max_duration_s", spec["max_duration_s"], positive=True)
+    if spec.get("limit") is not None:
+        check.integer("collect.catalog_filter.limit", spec["limit"], minimum=1)
+    if spec.get("query") is not None:
+        check.string("collect.catalog_filter.query", spec["query"])
+
+
+def _check_dvc(check: _Checker, dvc: dict[str, Any]) -> None:
+    check.known_keys("dvc", dvc, DEFAULTS["dvc"])
+    check.string("dvc.remote_name", dvc["remote_name"])
+    if not dvc["remote_name"].replace("-", "").replace("_", "").isalnum():
+        check.fail("dvc.remote_name", dvc["remote_name"], "letters, digits, '-' or '_'")
+    check.string("dvc.remote_url", dvc["remote_url"])
+
+
+class _Checker:
+    """Raises `ParamsError` messages of one shape: '<file>: <key> = <value>, expected <what>'."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, value: Any, expected: str) -> None:
+        raise ParamsError(f"{self.source}: {key or 'the file'} = {value!r}, expected {expected}")
+
+    def mapping(self, key: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(key, value, "a mapping of keys to values")
+        return dict(value)
+
+    def known_keys(self, key: str, value: Mapping[str, Any], allowed: Mapping[str, Any]) -> None:
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            where = f"{key}.{unknown[0]}" if key else str(unknown[0])
+            raise ParamsError(f"{self.source}: unknown key {where!r} (known in {key or 'the file'}: {sorted(allowed)})")
+
+    def string(self, key: str, value: Any) -> None:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, value, "a non-empty string")
+
+    def integer(self, key: str, value: Any, minimum: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.fail(key, value, f"an integer >= {minimum}")
+
+    def number(self, key: str, value: Any, positive: bool) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
+            self.fail(key, value, "a number > 0" if positive else "a number")
+
+    def choice(self, key: str, value: Any, choices: tuple[str, ...]) -> None:
+        if value not in choices:
+            self.fail(key, value, f"one of {list(choices)}")
+
+    def path(self, key: str, value: Any) -> None:
+        """A folder inside the repository: relative, no '..' (DVC outputs must be)."""
+        self.string(key, value)
+        parts = Path(value).parts
+        if Path(value).is_absolute() or ".." in parts:
+            self.fail(key, value, "a relative path inside the repository, without '..'")
+
