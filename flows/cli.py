@@ -278,6 +278,18 @@ def render(
                   f"{result.n_midi_events} MIDI events")
 
 
+def _songs_from_catalog(spec: dict) -> list[str]:
+    """Song refs of the playable catalog rows matching params.yaml's catalog_filter."""
+    from envs.catalog import filter_catalog, load_catalog
+
+    rows = filter_catalog(load_catalog(CATALOG_DIR), source=spec.get("source"), playable=spec.get("playable", True),
+                          max_duration=spec.get("max_duration_s"))
+    refs = [row.ref for row in rows][: spec.get("limit")]
+    if not refs:
+        _fail(f"params.yaml collect.catalog_filter {spec} matches no song in {CATALOG_DIR} (run `pianoset songs` first)")
+    return refs
+
+
 EXIT_PARTIAL = 3  # some songs failed, the others are done
 EXIT_ALL_FAILED = 4
 
@@ -308,7 +320,10 @@ def collect(
 
         if not params.exists():
             _fail(f"{params}: no such params file")
-        section = (yaml.safe_load(params.read_text()) or {}).get("collect", {})
+        section = dict((yaml.safe_load(params.read_text()) or {}).get("collect", {}))
+        spec = section.pop("catalog_filter", None)
+        if spec and not songs and not section.get("songs"):
+            section["songs"] = _songs_from_catalog(spec)
     try:
         config = CollectConfig.from_params(
             section, songs=tuple(songs) if songs else None, profile=profile, n_rollouts=rollouts, workers=workers,
@@ -391,17 +406,99 @@ def status(
 
 
 @app.command()
-def demo(
-    song: str = typer.Option("TwinkleTwinkleRousseau", help="song to evaluate"),
+def stats(
+    shards_dir: Path = typer.Option(Path("datasets/shards")),
+    out_dir: Path = typer.Option(Path("datasets/reports/stats")),
+    song: Optional[list[str]] = typer.Option(None, "--song", help="only these song ids (repeatable)"),
+    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """The default job on built-in defaults: catalog the built-in songs, chunk one,
-    and score the random and zero controllers on it."""
-    build_catalog_with_progress(["robopianist"], CATALOG_DIR, None, False)
-    songs(source=["robopianist"], playable=None, query=None, limit=20, build_limit=None, workers=None,
-          catalog_dir=CATALOG_DIR, as_json=False)
-    chunks(song=song, write=None, as_json=False)
-    for controller in ("zero", "random"):
-        evaluate(song=song, controller=controller, max_chunks=1, seed=0, fingering="ot", as_json=False)
+    """Dataset figures of RP1M Fig. 4 (pressed keys, active keys per piece, F1) as PNG files."""
+    from tasks.stats import StatsError, compute_stats, write_reports
+
+    try:
+        result = compute_stats(shards_dir, songs=song or None)
+    except StatsError as exc:
+        _fail(str(exc))
+    paths = write_reports(result, out_dir)
+    doc = json.loads((out_dir / "stats.json").read_text())
+    if as_json:
+        _emit_json({"files": [str(p) for p in paths], "stats": doc})
+        return
+    for path in paths:
+        out.print(f"wrote {path}")
+
+
+@app.command()
+def publish(
+    tag: str = typer.Option(..., "--tag", help="version tag to create, e.g. v1"),
+    message: Optional[str] = typer.Option(None),
+    push: bool = typer.Option(True, "--push/--no-push", help="push the data to the DVC remote"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Record the current shards and specialists with DVC, push them, git-commit and tag."""
+    from tasks.registry import RegistryError, publish as publish_version
+
+    try:
+        result = publish_version(Path.cwd(), tag, message=message, push=push)
+    except RegistryError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json(result)
+    else:
+        out.print(f"published {result['tag']} at {result['commit'][:10]}: {result['files_pushed']} files pushed "
+                  f"to {result['remote']}")
+
+
+@app.command()
+def pull(
+    rev: str = typer.Option(..., "--rev", help="version (tag, branch or commit)"),
+    songs: Optional[str] = typer.Option(None, "--songs", help="comma-separated song ids (default: all)"),
+    shards_dir: str = typer.Option("datasets/shards"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Fetch versioned song shards (only the given songs) into the working tree."""
+    from tasks.registry import RegistryError, pull as pull_version
+
+    wanted = [s.strip() for s in songs.split(",") if s.strip()] if songs else None
+    try:
+        paths = pull_version(Path.cwd(), rev, wanted, shards_dir=shards_dir)
+    except RegistryError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json({"rev": rev, "songs": [str(p) for p in paths]})
+        return
+    for path in paths:
+        out.print(f"pulled {path}")
+    if paths:
+        out.print("read them with:\n  import tensorflow_datasets as tfds\n"
+                  f"  ds = tfds.builder_from_directory('{paths[0]}/1.0.0').as_dataset(split='train')")
+
+
+@app.command()
+def demo() -> None:
+    """The main job on the built-in defaults: collect two built-in songs at the smoke
+    budget (train, roll out, write RLDS shards, register with DVC), then show how
+    to read the shards."""
+    from flows.collect import run_collection
+    from tasks.collect import CollectConfig
+
+    config = CollectConfig()
+    config = CollectConfig(work_dir=str(Path(config.work_dir).resolve()),
+                           shards_dir=str(Path(config.shards_dir).resolve()),
+                           specialists_dir=str(Path(config.specialists_dir).resolve()))
+    out.print(f"collecting {', '.join(config.songs)} at the '{config.profile}' budget, "
+              f"{config.rollouts} rollouts per chunk")
+    summary = run_collection(config)
+    for ref, rec in summary["songs"].items():
+        out.print(f"  {ref}: {rec['status']}" + (f" ({rec.get('stage')}: {rec.get('error', '')[:200]})"
+                                                 if rec["status"] == "failed" else f" -> {rec.get('shards')}"))
+    out.print(f"tasks run {summary['tasks_run']}, reused {summary['tasks_reused']}, {summary['seconds']} s")
+    done = [rec for rec in summary["songs"].values() if rec["status"] in ("done", "cached")]
+    if not done:
+        raise typer.Exit(EXIT_ALL_FAILED)
+    out.print(f"\nshards are in {config.shards_dir}; read one with:\n")
+    out.print("  import tensorflow_datasets as tfds")
+    out.print(f"  ds = tfds.builder_from_directory('{done[0]['shards']}/1.0.0').as_dataset(split='train')")
 
 
 if __name__ == "__main__":
