@@ -4,7 +4,8 @@ All three run on the same song chunk, with the same physics/control timesteps
 and the same random actions, in this one process:
 
   ours_ot      envs.factory.make_env, fingering="ot" (the default)
-  ours_no_ot   the same env with fingering="none" (isolates the OT cost)
+  ours_no_ot   the same env with fingering="none": no OT matching, no OT reward
+               (isolates the OT cost)
   robopianist  robopianist.suite.load(...) with matching task kwargs
   mj_step      raw mujoco.mj_step on the same compiled model, counted in
                control steps (physics steps / substeps): the physics limit

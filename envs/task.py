@@ -229,12 +229,9 @@ class PianoTask(PianoWithShadowHands):
 
     def get_reward(self, physics) -> float:
         self._last_ot = None
+        # The OT assignment exists (and is stored in datasets) in "ot" mode only;
+        # other modes record every finger as idle (-1).
         reward = super().get_reward(physics)
-        if self._config.reward.fingering != "ot":
-            # The assignment is still recorded for the dataset, just not rewarded.
-            keys = np.flatnonzero(self._goal_current[:-1])
-            fingertips = self.fingertip_positions(physics)[self._ot_fingers]
-            self._last_ot = ot_assign(fingertips, self.key_press_points(physics, keys), keys)
         self.step_info = {
             "reward_terms": dict(self._reward_fn.reward_terms),
             "ot_key_for_finger": self.ot_assignment(),
