@@ -20,25 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 import mujoco
 import numpy as np
-
-
-def _time_env(env, n_steps: int, seed: int) -> float:
-    rng = np.random.default_rng(seed)
-    spec = env.action_spec()
-    actions = rng.uniform(spec.minimum, spec.maximum, size=(n_steps,) + spec.shape)
-    timestep = env.reset()
-    start = time.perf_counter()
-    for action in actions:
-        if timestep.last():
-            timestep = env.reset()
-        timestep = env.step(action)
-    return n_steps / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -49,6 +38,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    from benchmarks.baseline import plain_robopianist_env, steps_per_second
     from envs.chunks import make_chunks
     from envs.config import EnvConfig
     from envs.factory import make_env
@@ -58,28 +48,7 @@ def main() -> None:
     chunk = make_chunks(load_song(args.song))[0]
     ours_ot = make_env(chunk, config, seed=0)
     ours_no_ot = make_env(chunk, config.with_reward(fingering="none"), seed=0)
-    # robopianist's own env via suite.load, on the same notes (it takes a name or a file).
-    import tempfile
-
-    from robopianist import suite
-
-    midi_path = os.path.join(tempfile.mkdtemp(prefix="env_speed_"), "chunk.mid")
-    chunk.midi.save(midi_path)
-    theirs = suite.load(
-        "RoboPianist-debug-TwinkleTwinkleRousseau-v0",  # ignored: midi_file overrides it
-        midi_file=midi_path,
-        seed=0,
-        task_kwargs=dict(
-            n_steps_lookahead=config.lookahead_steps,
-            disable_fingering_reward=True,
-            disable_colorization=True,
-            gravity_compensation=config.gravity_compensation,
-            reduced_action_space=config.reduced_action_space,
-            primitive_fingertip_collisions=config.primitive_fingertip_collisions,
-            physics_timestep=config.physics_timestep,
-            control_timestep=config.control_timestep,
-        ),
-    )
+    theirs = plain_robopianist_env(chunk, config)
 
     substeps = int(round(config.control_timestep / config.physics_timestep))
     model, data = ours_ot.physics.model.ptr, ours_ot.physics.data.ptr
@@ -94,9 +63,9 @@ def main() -> None:
 
     best = {"ours_ot": 0.0, "ours_no_ot": 0.0, "robopianist": 0.0, "mj_step": 0.0}
     for rep in range(args.repeats):
-        best["ours_ot"] = max(best["ours_ot"], _time_env(ours_ot, args.steps, rep))
-        best["ours_no_ot"] = max(best["ours_no_ot"], _time_env(ours_no_ot, args.steps, rep))
-        best["robopianist"] = max(best["robopianist"], _time_env(theirs, args.steps, rep))
+        best["ours_ot"] = max(best["ours_ot"], steps_per_second(ours_ot, args.steps, rep))
+        best["ours_no_ot"] = max(best["ours_no_ot"], steps_per_second(ours_no_ot, args.steps, rep))
+        best["robopianist"] = max(best["robopianist"], steps_per_second(theirs, args.steps, rep))
         best["mj_step"] = max(best["mj_step"], mj_rate())
     result = {
         "song": args.song,

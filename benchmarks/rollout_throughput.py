@@ -20,12 +20,14 @@ import argparse
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 import numpy as np
 
@@ -40,8 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from robopianist import suite
-
+    from benchmarks.baseline import plain_robopianist_env, steps_per_second
     from envs.chunks import make_chunks
     from envs.config import EnvConfig
     from envs.songs import load_song
@@ -58,22 +59,7 @@ def main() -> None:
         specialist = tmp / "specialist"
         train_specialist(chunk, specialist, replace(PROFILES["smoke"], agent=replace(PROFILES["smoke"].agent, hidden_dims=(256, 256, 256))))
 
-    config = EnvConfig()
-    midi_path = tmp / "chunk.mid"
-    chunk.midi.save(str(midi_path))
-    plain = suite.load("RoboPianist-debug-TwinkleTwinkleRousseau-v0", midi_file=midi_path, seed=0, task_kwargs=dict(
-        n_steps_lookahead=config.lookahead_steps, disable_fingering_reward=True, disable_colorization=True,
-        gravity_compensation=True, reduced_action_space=True, primitive_fingertip_collisions=True,
-        physics_timestep=config.physics_timestep, control_timestep=config.control_timestep))
-    spec = plain.action_spec()
-    rng = np.random.default_rng(0)
-    n_plain = 1000
-    plain.reset()
-    start = time.perf_counter()
-    for _ in range(n_plain):
-        if plain.step(rng.uniform(spec.minimum, spec.maximum)).last():
-            plain.reset()
-    plain_rate = n_plain / (time.perf_counter() - start)
+    plain_rate = steps_per_second(plain_robopianist_env(chunk, EnvConfig()), 1000)
 
     total_steps = args.rollouts * chunk.n_steps
     rates = {}

@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 import numpy as np
 
@@ -33,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import jax
-    from robopianist import suite
+    from benchmarks.baseline import plain_robopianist_env, steps_per_second
 
     from agents import droq
     from agents.common import ReplayBuffer
@@ -47,20 +49,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="train_bench_"))
     config = EnvConfig()
 
-    midi_path = tmp / "chunk.mid"
-    chunk.midi.save(str(midi_path))
-    plain = suite.load("RoboPianist-debug-TwinkleTwinkleRousseau-v0", midi_file=midi_path, seed=0, task_kwargs=dict(
-        n_steps_lookahead=config.lookahead_steps, disable_fingering_reward=True, disable_colorization=True,
-        gravity_compensation=True, reduced_action_space=True, primitive_fingertip_collisions=True,
-        physics_timestep=config.physics_timestep, control_timestep=config.control_timestep))
-    spec = plain.action_spec()
+    plain_rate = steps_per_second(plain_robopianist_env(chunk, config), args.steps)
     rng = np.random.default_rng(0)
-    plain.reset()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        if plain.step(rng.uniform(spec.minimum, spec.maximum)).last():
-            plain.reset()
-    plain_rate = args.steps / (time.perf_counter() - start)
 
     def run(total: int, warmup: int, name: str) -> float:
         profile = TrainProfile(name, total_steps=total, eval_every=10 * total, checkpoint_every=10 * total,
