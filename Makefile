@@ -14,6 +14,7 @@ export PREFECT_HOME ?= $(CURDIR)/.cache/prefect
 .PHONY: setup debs demo test test-slow bench clean
 
 setup: debs $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"  # Prefect creates only the last level of its home
 
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
