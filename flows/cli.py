@@ -500,9 +500,15 @@ def demo() -> None:
     done = [rec for rec in summary["songs"].values() if rec["status"] in ("done", "cached")]
     if not done:
         raise typer.Exit(EXIT_ALL_FAILED)
+    registered = summary.get("registered") or {}
+    if registered.get("error"):
+        out.print(f"DVC registration failed: {registered['error']}")
+    elif registered:
+        out.print("registered with DVC (dvc.lock); `pianoset publish --tag v1` pushes and tags this version")
     out.print(f"\nshards are in {config.shards_dir}; read one with:\n")
-    out.print("  import tensorflow_datasets as tfds")
-    out.print(f"  ds = tfds.builder_from_directory('{done[0]['shards']}/1.0.0').as_dataset(split='train')")
+    out.print("  import tensorflow_datasets as tfds", soft_wrap=True)
+    out.print(f"  ds = tfds.builder_from_directory('{done[0]['shards']}/1.0.0').as_dataset(split='train')",
+              soft_wrap=True)
 
 
 if __name__ == "__main__":
