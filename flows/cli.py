@@ -79,7 +79,7 @@ def resolve_song(song: str, catalog_dir: Path = CATALOG_DIR):
             if song in (row.id, row.title):
                 return load_song(row.ref)
     except (FileNotFoundError, SongError):
-        pass
+        pass  # no catalog built yet: try the name as a robopianist library song
     return load_song(f"robopianist:{song}")
 
 
