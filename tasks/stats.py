@@ -454,6 +454,7 @@ def _percent(value: float | None) -> str:
 def _pressed_keys_figure(stats: DatasetStats):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(16, 4.8), dpi=100, layout="constrained")
     ax = fig.add_subplot()
@@ -468,6 +469,7 @@ def _pressed_keys_figure(stats: DatasetStats):
         zorder=2,
     )
     ax.grid(axis="y", color="white", zorder=1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xticks(np.arange(N_KEYS), KEY_NAMES, rotation=90, fontsize=7)
     ax.set_xlim(-0.7, N_KEYS - 0.3)
     ax.set_xlabel("Key")
@@ -482,13 +484,15 @@ def _pressed_keys_figure(stats: DatasetStats):
             Patch(facecolor="black", edgecolor="0.35", label="black"),
         ],
         title="Key color",
-        loc="upper right",
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),  # outside: bars may be tall anywhere, the end keys included
     )
     return fig
 
 
 def _active_keys_figure(stats: DatasetStats):
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     values = np.array([s.active_keys for s in stats.songs], dtype=np.float64)
     fig = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
@@ -497,17 +501,12 @@ def _active_keys_figure(stats: DatasetStats):
     ax.hist(values, bins=n_bins, color="#4c72b0", edgecolor="white")
     ax.set_xlabel("Active keys summed over all time steps\n(goal, one rollout per chunk, all chunks)")
     ax.set_ylabel("Pieces")
-    ax.set_title(f"Num of active keys over all time steps ({stats.n_songs:,} pieces)")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     low, high = ACTIVE_KEYS_RANGE
-    ax.text(
-        0.98,
-        0.97,
-        f"{low}-{high} keys: {_percent(stats.pieces_in_active_keys_range)} of pieces\n(RP1M: 90.70%)",
-        transform=ax.transAxes,
-        ha="right",
-        va="top",
-        fontsize=9,
-        bbox={"facecolor": "white", "edgecolor": "0.7"},
+    ax.set_title(
+        f"Num of active keys over all time steps ({stats.n_songs:,} pieces)\n"
+        f"{low}-{high} keys: {_percent(stats.pieces_in_active_keys_range)} of pieces (RP1M: 90.70%)",
+        fontsize=10,
     )
     return fig
 
@@ -543,23 +542,13 @@ def _f1_figure(stats: DatasetStats):
     ax.set_xlim(left, 1.0)
     ax.set_xlabel(f"F1 score (bins of {1 / F1_BINS:g})")
     ax.set_ylabel("Fraction")
-    ax.set_title("Histogram of F1 scores")
     ax.legend(loc="upper left")
     reference = RP1M_REFERENCE["specialists_f1_above"]
-    lines = [
-        f"specialists F1 > {t:g}: {_percent(stats.specialists_f1_above(t))} (RP1M {100 * reference[str(t)]:.2f}%)"
+    above = ", ".join(
+        f"> {t:g}: {_percent(stats.specialists_f1_above(t))} (RP1M {100 * reference[str(t)]:.2f}%)"
         for t in F1_THRESHOLDS
-    ]
-    ax.text(
-        0.02,
-        0.70,
-        "\n".join(lines),
-        transform=ax.transAxes,
-        ha="left",
-        va="top",
-        fontsize=8,
-        bbox={"facecolor": "white", "edgecolor": "0.7"},
     )
+    ax.set_title(f"Histogram of F1 scores\nspecialists with mean F1 {above}", fontsize=10)
     return fig
 
 
@@ -583,12 +572,16 @@ def _markdown(stats: DatasetStats) -> str:
     low, high = ACTIVE_KEYS_RANGE
     rows = [
         ("songs / chunks / specialists", f"{stats.n_songs:,} / {stats.n_chunks:,} / {len(stats.specialists):,}", ""),
-        ("episodes / steps", f"{stats.n_episodes:,} / {stats.n_steps:,}", "~1M / ~550M"),
+        ("episodes / steps", f"{stats.n_episodes:,} / {stats.n_steps:,}", "~1M episodes"),
         ("white-key share of pressed key-steps", _percent(stats.white_share), "65.7%"),
         ("white-key share of press onsets", _percent(stats.onset_white_share), ""),
         (f"pieces with {low}-{high} active keys", _percent(stats.pieces_in_active_keys_range), "90.70%"),
         *(
-            (f"specialists with mean F1 > {t:g}", _percent(stats.specialists_f1_above(t)), f"{100 * reference[str(t)]:.2f}%")
+            (
+                f"specialists with mean F1 > {t:g}",
+                _percent(stats.specialists_f1_above(t)),
+                f"{100 * reference[str(t)]:.2f}%",
+            )
             for t in F1_THRESHOLDS
         ),
         *(
