@@ -59,7 +59,9 @@ def main() -> None:
         train_specialist(chunk, tmp / name, profile)
         return time.perf_counter() - start
 
-    # Same fixed costs (env build, compile, final eval) in both; the difference is the measured phase.
+    # Same fixed costs (env build, final eval) in each run; the differences are the measured
+    # phases. A first throwaway run pays the one-time costs (imports, jit compiles).
+    run(2 * args.steps, args.steps, "warm")
     base = run(args.steps, args.steps, "base")
     collect = run(2 * args.steps, 2 * args.steps, "collect")
     learn = run(2 * args.steps, args.steps, "learn")
