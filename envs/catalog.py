@@ -71,7 +71,7 @@ logger = logging.getLogger(__name__)
 
 # Bump when a row's content would change for the same input file (conversion,
 # validation or chunking rules): every cached row is recomputed.
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
 DEFAULT_CATALOG_DIR = Path("datasets/catalog")
 # CPU seconds per file. The slowest corpus files (Beethoven quartets, the
 # 300-tune ABC books) need a few minutes of CPU.
@@ -362,7 +362,7 @@ def build_catalog_report(
     for source in sources:  # all paths are checked before any work starts
         source_jobs = _jobs_for_source(source, limit)
         jobs.extend(source_jobs)
-        name = "robopianist" if source == "robopianist" else "music21" if source == "music21" else _midi_catalog_name(Path(source))
+        name = source if source in BUILTIN_SOURCES else _midi_catalog_name(Path(source))
         catalog_names.append(name)
 
     entries: dict[str, dict] = {}

@@ -13,9 +13,9 @@ plus where it came from. Three sources, each named by a `ref` string that
   the `music21` package, e.g. ``music21:bach/bwv66.6.mxl`` (the extension may be
   left out when it is unambiguous: ``music21:bach/bwv66.6``). ABC files that
   hold a collection of tunes (folk song books) name one tune by its ``X:``
-  number: ``music21:essenFolksong/altdeu10.abc#4``. ABC files whose tunes all
-  carry the same title are the voices of one piece (the Josquin files) and are
-  merged into one score.
+  number: ``music21:essenFolksong/altdeu10.abc#4``. ABC files whose tunes carry
+  the same title and then each a voice name (T:Cantus, T:Altus, ...) are the
+  voices of one piece (the Josquin files) and are merged into one score.
 - a file path (optionally prefixed ``midi:``): a standard MIDI file (``.mid``,
   ``.midi``), a serialized `NoteSequence` (``.proto``, as robopianist's PIG
   preprocessing writes), or a PIG fingering file (``*_fingering.txt`` from the
@@ -36,8 +36,9 @@ Decisions:
   analysis, not notated notes: they are removed first, and roman-numeral
   analysis files (``.rntxt``) are refused as "not a score". Two music21
   failures are worked around rather than rejected: repeats it cannot expand
-  ("badly formed repeats", common in the folk ABC books) are removed and the
-  tune is played once through; a time signature object shared by two measures
+  ("badly formed repeats", common in the folk ABC books) or that it expands
+  into more than `MAX_REPEAT_EXPANSION` times the notated notes are removed and
+  the tune is played once through; a time signature object shared by two measures
   (its ABC reader does this) is copied so its MIDI writer accepts it.
 - The title of a score is "title: movement" from its metadata, or the file
   name when it has neither.
@@ -84,6 +85,11 @@ MAX_SIMULTANEOUS_NOTES = 10  # two hands, five fingers each
 # Overlaps shorter than this are legato, not chords: half a 20 Hz control step
 # (RP1M Table 4: control timestep 0.05 s), i.e. below what the env can resolve.
 POLYPHONY_OVERLAP_TOLERANCE_S = 0.025
+# Repeats (with first/second endings, da capo) play a passage two or three
+# times; music21's expansion of some folk-tune repeat structures multiplies a
+# 500-note reel into 50,000 notes (4.8 hours). Beyond this factor the tune is
+# played once through instead.
+MAX_REPEAT_EXPANSION = 4
 SONG_ID_LENGTH = 12  # hex digits of sha256 = 48 bits: ~0.2% odds of any collision among 10^6 songs
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -486,24 +492,44 @@ def _score_to_sequence(score) -> music_pb2.NoteSequence:
         if not part.recurse().notes:
             score.remove(part)
     _dedupe_shared_elements(score)
+    notated = sum(len(element.pitches) for element in score.recurse().notes)
     try:
-        data = translate.music21ObjectToMidiFile(score).writestr()
-    except Exception as exc:  # ExpanderException, RepeatException, ...
+        seq = midi_io.midi_to_note_sequence(translate.music21ObjectToMidiFile(score).writestr())
+        if notated and len(seq.notes) > MAX_REPEAT_EXPANSION * notated:
+            raise ValueError(f"repeats expanded {notated} notated notes into {len(seq.notes)}")
+    except Exception as exc:  # ExpanderException, RepeatException, the check above
         logger.debug("music21 MIDI writer failed (%s: %s); retrying without repeats", type(exc).__name__, exc)
         _strip_repeats(score)
-        data = translate.music21ObjectToMidiFile(score).writestr()
-    return midi_io.midi_to_note_sequence(data)
+        seq = midi_io.midi_to_note_sequence(translate.music21ObjectToMidiFile(score).writestr())
+    return seq
 
 
-def _abc_tunes(path: Path) -> list[tuple[str, str]]:
-    """(X: number, first T: title) of each tune of an ABC file, without parsing the music."""
-    tunes: list[tuple[str, str]] = []
+def _abc_tunes(path: Path) -> list[tuple[str, list[str]]]:
+    """(X: number, T: titles) of each tune of an ABC file, without parsing the music."""
+    tunes: list[tuple[str, list[str]]] = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if line.startswith("X:"):
-            tunes.append((line[2:].strip(), ""))
-        elif line.startswith("T:") and tunes and not tunes[-1][1]:
-            tunes[-1] = (tunes[-1][0], line[2:].strip())
+            tunes.append((line[2:].strip(), []))
+        elif line.startswith("T:") and tunes:
+            tunes[-1][1].append(line[2:].strip())
     return tunes
+
+
+def _abc_voices_of_one_piece(tunes: list[tuple[str, list[str]]]) -> bool:
+    """Whether the "tunes" are the voices of one piece: the same title, then a voice
+    name for all but at most the first (T:Adieu mes amours / T:Cantus, T:Adieu mes
+    amours / T:Altus ...). Folk collections also repeat a title (93 variants of
+    one ballad), without voice names."""
+    if len(tunes) < 2 or any(not titles for _, titles in tunes):
+        return False
+    firsts = {titles[0] for _, titles in tunes}
+    voices = [titles[1] for _, titles in tunes if len(titles) > 1]
+    return (
+        len(firsts) == 1
+        and "" not in firsts
+        and len(voices) >= max(2, len(tunes) - 1)
+        and len(set(voices)) == len(voices)
+    )
 
 
 def _collection_error(ref: str, numbers: list[str]) -> SongError:
@@ -533,9 +559,12 @@ def load_music21_file(name: str | Path, *, _single: bool = False) -> list[tuple[
     base_ref = music21_ref(path)
     if path.suffix.lower() in _MUSIC21_ANALYSIS_SUFFIXES:
         return [(base_ref, SongError(f"{base_ref}: a roman-numeral analysis (.rntxt), not a playable score"))]
-    if _single and not number and path.suffix.lower() == ".abc":
-        tunes = _abc_tunes(path)  # a quick look, parsing a 300-tune book takes 20 s
-        if len(tunes) > 1 and len({title for _, title in tunes}) > 1:
+    # A quick look at ABC files: parsing a 300-tune book takes 20 s.
+    abc_voices = False
+    if path.suffix.lower() == ".abc" and not number:
+        tunes = _abc_tunes(path)
+        abc_voices = _abc_voices_of_one_piece(tunes)
+        if _single and len(tunes) > 1 and not abc_voices:
             return [(base_ref, _collection_error(base_ref, [n for n, _ in tunes]))]
     try:
         with _quiet_music21():
@@ -547,9 +576,7 @@ def load_music21_file(name: str | Path, *, _single: bool = False) -> list[tuple[
     scores: list[tuple[str, object]]
     if isinstance(parsed, stream.Opus):
         items = list(parsed.scores)
-        titles = {(s.metadata.title or "").strip() if s.metadata is not None else "" for s in items}
-        same_title = len(titles) == 1 and "" not in titles
-        if len(items) == 1 or same_title:  # voices of one piece (the Josquin ABC files)
+        if len(items) == 1 or abc_voices:  # voices of one piece (the Josquin ABC files)
             with _quiet_music21():
                 merged = parsed.mergeScores() if len(items) > 1 else items[0]
             scores = [(base_ref, merged)]
@@ -576,7 +603,8 @@ def load_music21_file(name: str | Path, *, _single: bool = False) -> list[tuple[
             with _quiet_music21():
                 seq = _score_to_sequence(score)
         except Exception as exc:
-            results.append((ref, SongError(f"{ref}: music21 could not render it as MIDI ({type(exc).__name__}: {exc})")))
+            reason = f"{ref}: music21 could not render it as MIDI ({type(exc).__name__}: {exc})"
+            results.append((ref, SongError(reason)))
             continue
         results.append((ref, _make_song(seq, source="music21", title=title, ref=ref)))
     return results

@@ -25,7 +25,8 @@ def write_midi(path: Path, notes, *, drums=(), sustain=()) -> Path:
     pm = pretty_midi.PrettyMIDI(resolution=1000, initial_tempo=120.0)  # 1 tick = 0.5 ms
     piano = pretty_midi.Instrument(program=0)
     for pitch, start, end, *velocity in notes:
-        piano.notes.append(pretty_midi.Note(velocity=velocity[0] if velocity else 80, pitch=pitch, start=start, end=end))
+        velocity = velocity[0] if velocity else 80
+        piano.notes.append(pretty_midi.Note(velocity=velocity, pitch=pitch, start=start, end=end))
     for time, value in sustain:
         piano.control_changes.append(pretty_midi.ControlChange(number=64, value=value, time=time))
     pm.instruments.append(piano)
@@ -234,3 +235,29 @@ def test_music21_analysis_and_missing_files():
         load_song("music21:monteverdi/madrigal.3.13.rntxt")
     with pytest.raises(SongError, match=r"music21:bach/no_such_piece: no such file in the music21 corpus"):
         load_song("music21:bach/no_such_piece")
+
+
+def test_abc_voices_versus_tune_collections():
+    from envs.songs import _abc_voices_of_one_piece
+
+    josquin = [("1", ["Fortuna dun gran tempo"]), ("2", ["Fortuna dun gran tempo", "Tenor"]),
+               ("3", ["Fortuna dun gran tempo", "Bassus"])]
+    assert _abc_voices_of_one_piece(josquin)
+    variants = [(str(i), ["Graf und Nonne (Die Nonne)"]) for i in range(1, 94)]  # essen ballad80
+    assert not _abc_voices_of_one_piece(variants)
+    book = [("1", ["Herzog Ernst"]), ("2", ["Es wohnet ein Markgraf", "Var."])]
+    assert not _abc_voices_of_one_piece(book)
+    assert not _abc_voices_of_one_piece([("1", ["Solo", "Cantus"])])
+
+
+def test_music21_runaway_repeat_expansion_is_played_once(monkeypatch):
+    # A reel of 124 notated notes with its repeats: 248 notes played (13 grace
+    # notes dropped). music21 expands a few folk tunes' repeats 100-fold (O'Neill
+    # #1046, Morgan Rattler: 496 notes -> 50,498, which takes minutes to render);
+    # past MAX_REPEAT_EXPANSION the tune is played once through. Shown here with
+    # a lower factor so that this reel trips it.
+    import envs.songs as songs
+
+    assert load_song("music21:ryansMammoth/AcaciaReel").n_notes == 248
+    monkeypatch.setattr(songs, "MAX_REPEAT_EXPANSION", 1.5)
+    assert load_song("music21:ryansMammoth/AcaciaReel").n_notes == 124
