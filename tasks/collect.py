@@ -43,7 +43,7 @@ from envs.config import EnvConfig
 from tasks.rollouts import MANIFEST as ROLLOUT_MANIFEST
 from tasks.rollouts import rollout_key
 from tasks.specialist import MANIFEST as SPECIALIST_MANIFEST
-from tasks.specialist import get_profile, run_key
+from tasks.specialist import check_kind, get_profile, run_key
 
 REPO = Path(__file__).resolve().parents[1]
 # Rollouts per specialist for each budget; RP1M section 4.3 uses 500.
@@ -59,6 +59,8 @@ class CollectConfig:
     parallel_chunks: int = 2  # chunks trained at once (local runner)
     seed: int = 0
     env: dict = field(default_factory=dict)  # EnvConfig fields, e.g. {"reward": {"fingering": "ot"}}
+    specialist: str = "droq"  # droq | residual | ik (tasks.specialist.KINDS)
+    residual: dict = field(default_factory=dict)  # ResidualConfig fields (residual and ik specialists)
     work_dir: str = "work"
     shards_dir: str = "datasets/shards"
     specialists_dir: str = "datasets/specialists"
@@ -77,6 +79,10 @@ class CollectConfig:
         if self.runner not in ("local", "ray"):
             raise ValueError(f"collect: runner={self.runner!r}: expected 'local' or 'ray'")
         self.env_config()  # validates
+        check_kind(self.specialist)
+        if self.specialist == "droq" and self.residual:
+            raise ValueError("collect: `residual` settings need specialist 'residual' or 'ik', not 'droq'")
+        self.residual_config()  # validates
 
     @property
     def rollouts(self) -> int:
@@ -84,6 +90,14 @@ class CollectConfig:
 
     def env_config(self) -> EnvConfig:
         return EnvConfig.from_dict(self.env)
+
+    def residual_config(self):
+        """The `envs.residual.ResidualConfig` of residual/ik specialists (None for droq)."""
+        if self.specialist == "droq":
+            return None
+        from envs.residual import ResidualConfig
+
+        return ResidualConfig.from_dict(self.residual)
 
     @classmethod
     def from_params(cls, params: dict, **overrides) -> "CollectConfig":
@@ -102,7 +116,8 @@ class CollectConfig:
 
 
 def specialist_key(chunk_id: str, config: CollectConfig) -> str:
-    return run_key(chunk_id, get_profile(config.profile), config.env_config(), config.seed)
+    return run_key(chunk_id, get_profile(config.profile), config.env_config(), config.seed, config.specialist,
+                   config.residual_config())
 
 
 def specialist_id(chunk_id: str, config: CollectConfig) -> str:
@@ -186,7 +201,8 @@ def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict
     to `specialists_dir/<chunk_id>`."""
     work = (Path(chunk_work) / "specialist").resolve()
     cmd = [sys.executable, "-m", "tasks.specialist", str(Path(chunk_file).resolve()), str(work), "--profile", config.profile,
-           "--seed", str(config.seed), "--env-config", json.dumps(config.env)]
+           "--seed", str(config.seed), "--env-config", json.dumps(config.env), "--kind", config.specialist,
+           "--residual-config", json.dumps(config.residual)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=_die_with_parent)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-1500:]
@@ -194,7 +210,8 @@ def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict
     manifest = json.loads((work / SPECIALIST_MANIFEST).read_text())
     publish_specialist(work, Path(config.specialists_dir) / manifest["chunk_id"])
     return {"chunk_id": manifest["chunk_id"], "specialist_id": manifest["specialist_id"],
-            "f1": (manifest.get("final") or {}).get("f1"), "steps": manifest["steps"], "executor": executor()}
+            "kind": manifest.get("kind", "droq"), "f1": (manifest.get("final") or {}).get("f1"),
+            "steps": manifest["steps"], "executor": executor()}
 
 
 def publish_specialist(work: Path, dest: Path) -> None:
@@ -205,8 +222,9 @@ def publish_specialist(work: Path, dest: Path) -> None:
     staging = dest.with_name(f".{dest.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shutil.copytree(work / "specialist", staging / "specialist")
-    for name in ("chunk.json", "learning_curve.json", SPECIALIST_MANIFEST):
+    if (work / "specialist").exists():  # the ik kind has no network
+        shutil.copytree(work / "specialist", staging / "specialist")
+    for name in ("chunk.json", "learning_curve.json", "nominal.npz", SPECIALIST_MANIFEST):
         if (work / name).exists():
             shutil.copy2(work / name, staging / name)
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")

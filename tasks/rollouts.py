@@ -9,7 +9,8 @@ pose, so trajectories differ through the stochastic policy only).
 Parallelism: rollouts are grouped in fixed lanes of `LANES`; one worker
 process steps the envs of a group in lockstep and runs one batched policy
 forward pass per step for the whole group. Groups are spread over `workers`
-processes. Because a group's batch composition and every rollout's noise
+processes: `workers - 1` spawned children and the calling process itself (warm
+already, so only the children pay the start-up). Because a group's batch composition and every rollout's noise
 stream are fixed, the episodes (and their order) are identical whatever the
 number of workers.
 
@@ -23,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import collections
 import multiprocessing as mp
+import threading
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import Iterator
 import numpy as np
 
 from envs.config import EnvConfig
-from envs.factory import OBSERVATION_KEYS, flatten_observation, make_env
+from envs.factory import OBSERVATION_KEYS
 from envs.metrics import key_press_metrics
 
 log = logging.getLogger(__name__)
@@ -65,22 +68,46 @@ _WORKER: dict = {}
 
 
 def _policy(specialist_dir: str):
-    """(forward(obs_batch) -> (mean, log_std)) of a trained specialist, jitted."""
+    """(forward(obs_batch) -> (mean, log_std)) of a trained specialist, jitted, and its manifest.
+
+    The ik specialist has no network: its mean residual is zero and its
+    log-std the fixed `IK_ROLLOUT_NOISE`.
+    """
     import jax
 
-    from tasks.specialist import load_specialist
+    from tasks.specialist import IK_ROLLOUT_NOISE, load_specialist
 
-    state, _ = load_specialist(Path(specialist_dir))
+    state, manifest = load_specialist(Path(specialist_dir))
+    if state is None:
+        action_dim = manifest["action_dim"]
+
+        def forward(obs):
+            n = len(obs)
+            return np.zeros((n, action_dim)), np.full((n, action_dim), np.log(IK_ROLLOUT_NOISE))
+
+        return forward, manifest
     apply_fn, params = state.actor.apply_fn, state.actor.params
     forward = jax.jit(lambda obs: apply_fn({"params": params}, obs))
-    return forward
+    return forward, manifest
 
 
 def _worker_setup(job: RolloutJob) -> dict:
     if _WORKER.get("key") != job.key:
+        from envs.residual import flat_observation_fn, observation_dim
+        from tasks.specialist import make_specialist_env
+
         _WORKER.clear()
-        _WORKER.update(key=job.key, forward=_policy(job.specialist_dir),
-                       envs=[make_env(job.chunk, job.env_config) for _ in range(LANES)])
+        forward, manifest = _policy(job.specialist_dir)
+        kind = manifest.get("kind", "droq")
+        residual = None
+        if kind != "droq":
+            from envs.residual import ResidualConfig
+
+            residual = ResidualConfig.from_dict(manifest.get("residual_config"))
+        envs = [make_specialist_env(job.chunk, kind, job.env_config, residual, work_dir=Path(job.specialist_dir))
+                for _ in range(LANES)]
+        _WORKER.update(key=job.key, forward=forward, envs=envs, featurize=flat_observation_fn(envs[0]),
+                       obs_dim=observation_dim(envs[0]))
     return _WORKER
 
 
@@ -89,7 +116,7 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
     from agents.common import to_env_action
 
     worker = _worker_setup(job)
-    envs, forward = worker["envs"], worker["forward"]
+    envs, forward, featurize = worker["envs"], worker["forward"], worker["featurize"]
     indices = list(range(group * LANES, min((group + 1) * LANES, job.n_rollouts)))
     seeds = [job.base_seed + i for i in indices]
     active = envs[: len(indices)]
@@ -100,10 +127,10 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
     spec = active[0].action_spec()
     n_steps = active[0].episode_steps
     records = [{"steps": []} for _ in active]
-    obs_batch = np.zeros((LANES, 1144), np.float32)
+    obs_batch = np.zeros((LANES, worker["obs_dim"]), np.float32)
     for t in range(n_steps):
         for lane, ts in enumerate(timesteps):
-            obs_batch[lane] = flatten_observation(ts.observation)
+            obs_batch[lane] = featurize(ts.observation)
         mean, log_std = (np.asarray(x, np.float64) for x in forward(obs_batch))
         for lane, env in enumerate(active):
             noise = noise_rngs[lane].standard_normal(mean.shape[1])
@@ -115,7 +142,8 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
             terms = info["reward_terms"]
             records[lane]["steps"].append({
                 "observation": {k: obs[k] for k in OBSERVATION_KEYS},
-                "action": env_action,
+                # What the piano received (a residual specialist's nominal + residual).
+                "action": info.get("applied_action", env_action),
                 "reward": ts.reward,
                 "discount": ts.discount,
                 "is_first": t == 0,
@@ -221,6 +249,67 @@ def _group_key(path: Path) -> str | None:
         return None
 
 
+def _run_groups_parallel(args: list[tuple[RolloutJob, int, str]], workers: int, label: str) -> None:
+    """Runs the groups on `workers` processes: `workers - 1` spawned children plus
+    this process, which is already warm (imports done, envs cached in `_WORKER`)
+    and would otherwise sit idle. Groups are handed out one at a time, so a fast
+    worker takes more of them; results don't depend on who runs which group.
+    """
+    pending = collections.deque(args)
+    lock = threading.Lock()
+    in_flight: set[int] = set()
+    errors: list[BaseException] = []
+    finished = threading.Event()
+    total, done = len(args), [0]
+
+    def take() -> tuple | None:
+        with lock:
+            if errors or not pending:
+                return None
+            return pending.popleft()
+
+    def record(group: int) -> None:
+        with lock:
+            done[0] += 1
+            count = done[0]
+        log.info("%s: group %d written (%d/%d)", label, group, count, total)
+
+    context = mp.get_context("spawn")  # JAX and MuJoCo are not fork-safe
+    children = min(workers - 1, max(len(args) - 1, 1))
+    with context.Pool(processes=children) as pool:
+
+        def submit() -> None:
+            arg = take()
+            if arg is None:
+                with lock:
+                    if not in_flight:
+                        finished.set()
+                return
+            with lock:
+                in_flight.add(arg[1])
+            pool.apply_async(_run_and_save_group, (arg,), callback=on_done, error_callback=on_error)
+
+        def on_done(group: int) -> None:
+            with lock:
+                in_flight.discard(group)
+            record(group)
+            submit()
+
+        def on_error(exc: BaseException) -> None:
+            with lock:
+                errors.append(exc)
+                in_flight.clear()
+            finished.set()
+
+        for _ in range(children):
+            submit()
+        while (arg := take()) is not None:  # the parent works too
+            record(_run_and_save_group(arg))
+        finished.wait()
+        if errors:
+            raise errors[0]
+
+
 def rollout_chunk(
     chunk,
     song_id: str,
@@ -262,10 +351,7 @@ def rollout_chunk(
                 _run_and_save_group(arg)
                 log.info("%s: group %d/%d written", chunk.chunk_id, done, len(todo))
         else:
-            context = mp.get_context("spawn")  # JAX and MuJoCo are not fork-safe
-            with context.Pool(processes=min(workers, len(todo))) as pool:
-                for done, _ in enumerate(pool.imap_unordered(_run_and_save_group, args), 1):
-                    log.info("%s: group %d/%d written", chunk.chunk_id, done, len(todo))
+            _run_groups_parallel(args, workers, chunk.chunk_id)
     episodes = []
     for group in range(n_groups):
         for episode in load_group(_group_path(out_dir, group)):

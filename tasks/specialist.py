@@ -23,6 +23,17 @@ specialist whose manifest matches the run key is returned without training.
 
 Budgets are named profiles: `smoke` (seconds, for tests), `cpu` (about an hour
 on a 2-core machine), `paper` (RP1M's 8M steps).
+
+Kinds of specialist (`KINDS`):
+
+- ``droq``: RP1M's DroQ from scratch on the piano env (the default).
+- ``residual``: DroQ learning a bounded residual around the OT-IK nominal
+  controller (PianoMime section 3.2; `envs.residual.ResidualEnv`): the agent
+  sees the RP1M observation plus the nominal action (1183 dims) and outputs
+  the residual; everything else (profiles, checkpoints, resume) is the same.
+- ``ik``: the OT-IK nominal controller alone, no training (`envs.nominal`).
+  Its "policy" is a zero residual; rollouts add Gaussian noise of
+  `IK_ROLLOUT_NOISE` to it so that the episodes differ.
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ import numpy as np
 from agents import droq
 from agents.common import ReplayBuffer, latest_checkpoint, restore, save_checkpoint, to_env_action
 from envs.config import EnvConfig
-from envs.factory import flatten_observation, make_env
+from envs.factory import make_env
 from envs.metrics import key_press_metrics
 
 log = logging.getLogger(__name__)
@@ -52,6 +63,10 @@ log = logging.getLogger(__name__)
 CODE_VERSION = "specialist-1"  # bump when a change alters trained specialists
 OBS_DIM = 1144  # RP1M Table 3
 MANIFEST = "specialist.json"
+KINDS = ("droq", "residual", "ik")
+# Std of the pre-tanh Gaussian noise on the ik specialist's zero residual in
+# rollouts: about 0.1 * ResidualConfig.scale of each actuator's half range.
+IK_ROLLOUT_NOISE = 0.1
 
 
 @dataclass(frozen=True)
@@ -98,19 +113,68 @@ def get_profile(name: str) -> TrainProfile:
     return PROFILES[name]
 
 
-def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: int) -> str:
-    """Run-independent identity of a specialist: chunk, budget, task config, seed, code."""
-    blob = f"{chunk_id}|{profile.digest()}|{env_config.digest()}|{seed}|{CODE_VERSION}".encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown specialist kind {kind!r}: expected one of {list(KINDS)}")
+    return kind
 
 
-def evaluate_policy(env, state: droq.DroQState) -> dict:
-    """One deterministic episode (tanh of the mean action): P/R/F1 and return."""
+def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: int, kind: str = "droq",
+            residual_config=None) -> str:
+    """Run-independent identity of a specialist: chunk, budget, task config, seed, kind, code."""
+    blob = f"{chunk_id}|{profile.digest()}|{env_config.digest()}|{seed}|{CODE_VERSION}"
+    if check_kind(kind) != "droq":  # droq keys are unchanged from before kinds existed
+        from envs.residual import ResidualConfig
+
+        residual_config = residual_config or ResidualConfig()
+        budget = "none" if kind == "ik" else profile.digest()
+        blob = f"{chunk_id}|{kind}|{budget}|{env_config.digest()}|{residual_config.digest()}|{seed}|{CODE_VERSION}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+NOMINAL_FILE = "nominal.npz"  # the nominal trajectory of residual/ik specialists, in the work folder
+
+
+def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, residual_config=None,
+                        *, seed: int | None = None, work_dir: Path | None = None):
+    """The env a specialist of `kind` acts in: a `PianoEnv` (droq) or a `ResidualEnv`
+    (residual, ik; its nominal trajectory is cached in `work_dir/nominal.npz`)."""
+    if check_kind(kind) == "droq":
+        return make_env(chunk, env_config, seed=seed)
+    from envs.residual import make_residual_env
+
+    nominal_file = Path(work_dir) / NOMINAL_FILE if work_dir is not None else None
+    return make_residual_env(chunk, env_config, residual_config, seed=seed, nominal_file=nominal_file)
+
+
+def _residual_config(manifest: dict):
+    from envs.residual import ResidualConfig
+
+    return ResidualConfig.from_dict(manifest.get("residual_config"))
+
+
+def specialist_env(manifest: dict, chunk, *, seed: int | None = None, work_dir: Path | None = None):
+    """The env of a finished specialist, from its manifest (and its folder's cached nominal trajectory)."""
+    kind = manifest.get("kind", "droq")
+    residual = _residual_config(manifest) if kind != "droq" else None
+    return make_specialist_env(chunk, kind, EnvConfig.from_dict(manifest["env_config"]), residual, seed=seed,
+                               work_dir=work_dir)
+
+
+def evaluate_policy(env, state: droq.DroQState | None) -> dict:
+    """One deterministic episode (tanh of the mean action; a zero residual when
+    `state` is None, the ik specialist): P/R/F1 and return."""
+    from envs.residual import flat_observation_fn
+
+    featurize = flat_observation_fn(env)
     spec = env.action_spec()
     timestep = env.reset()
     goal, pressed, episode_return = [], [], 0.0
     while not timestep.last():
-        action = np.asarray(droq.eval_actions(state, flatten_observation(timestep.observation)))
+        if state is None:
+            action = np.zeros(spec.shape, np.float32)
+        else:
+            action = np.asarray(droq.eval_actions(state, featurize(timestep.observation)))
         timestep = env.step(to_env_action(action, spec.minimum, spec.maximum))
         info = env.step_info()
         goal.append(info["goal_keys"])
@@ -134,11 +198,14 @@ def read_manifest(work_dir: Path) -> dict | None:
         return None
 
 
-def load_specialist(work_dir: Path) -> tuple[droq.DroQState, dict]:
-    """The trained agent state of a finished specialist and its manifest."""
+def load_specialist(work_dir: Path) -> tuple[droq.DroQState | None, dict]:
+    """The trained agent state of a finished specialist and its manifest
+    (state None for the ik kind, which has no network)."""
     manifest = read_manifest(work_dir)
     if manifest is None:
         raise FileNotFoundError(f"{work_dir}: no finished specialist ({MANIFEST} missing)")
+    if manifest.get("kind", "droq") == "ik":
+        return None, manifest
     agent_config = droq.DroQConfig(**manifest["agent_config"])
     template = droq.init(jax.random.PRNGKey(0), manifest["obs_dim"], manifest["action_dim"], agent_config)
     checkpoint = restore(Path(work_dir) / "specialist", template)
@@ -152,13 +219,24 @@ def train_specialist(
     env_config: EnvConfig | None = None,
     seed: int = 0,
     *,
+    kind: str = "droq",
+    residual_config=None,
     on_progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
-    """Train (or resume, or reuse) the specialist of `chunk`; returns its manifest."""
+    """Train (or resume, or reuse) the specialist of `chunk`; returns its manifest.
+
+    `kind` is one of `KINDS`; `residual_config` (`envs.residual.ResidualConfig`)
+    shapes the residual and ik kinds.
+    """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     env_config = env_config or EnvConfig()
     work_dir = Path(work_dir)
-    key = run_key(chunk.chunk_id, profile, env_config, seed)
+    check_kind(kind)
+    if kind != "droq":
+        from envs.residual import ResidualConfig
+
+        residual_config = residual_config or ResidualConfig()
+    key = run_key(chunk.chunk_id, profile, env_config, seed, kind, residual_config)
     existing = read_manifest(work_dir)
     if existing is not None and existing.get("run_key") == key:
         log.info("%s: specialist already trained (%s), reusing it", chunk.chunk_id, key)
@@ -169,12 +247,40 @@ def train_specialist(
 
     save_chunk(chunk, work_dir / "chunk.json")  # the specialist's task, for rollouts and rendering
 
-    env = make_env(chunk, env_config, seed=seed)
+    from envs.residual import flat_observation_fn, observation_dim
+
+    env = make_specialist_env(chunk, kind, env_config, residual_config, seed=seed, work_dir=work_dir)
+    flatten_observation = flat_observation_fn(env)
+    obs_dim = observation_dim(env)
     spec = env.action_spec()
     action_dim = spec.shape[0]
+    identity = {
+        "run_key": key,
+        "specialist_id": f"{chunk.chunk_id}-{key[:8]}",
+        "chunk_id": chunk.chunk_id,
+        "kind": kind,
+        "profile": profile.name,
+        "seed": seed,
+    }
+    extras = {
+        "obs_dim": obs_dim,
+        "action_dim": action_dim,
+        "env_config": env_config.as_dict(),
+        "residual_config": residual_config.as_dict() if residual_config is not None else None,
+        "code_version": CODE_VERSION,
+    }
+    if kind == "ik":  # nothing to train: evaluate the nominal controller once
+        started = time.perf_counter()
+        point = {"step": 0, **evaluate_policy(env, None)}
+        manifest = {**identity, "steps": 0, "final": point, "curve": [point], "resumed_from_step": None,
+                    "train_seconds_this_run": round(time.perf_counter() - started, 1), **extras}
+        _write_json(work_dir / "learning_curve.json", [point])
+        _write_json(work_dir / MANIFEST, manifest)
+        log.info("%s: ik specialist F1 %.3f", chunk.chunk_id, point["f1"])
+        return manifest
     cfg = profile.agent
-    state = droq.init(jax.random.PRNGKey(seed), OBS_DIM, action_dim, cfg)
-    buffer = ReplayBuffer(OBS_DIM, action_dim, capacity=min(cfg.buffer_size, profile.total_steps))
+    state = droq.init(jax.random.PRNGKey(seed), obs_dim, action_dim, cfg)
+    buffer = ReplayBuffer(obs_dim, action_dim, capacity=min(cfg.buffer_size, profile.total_steps))
     rng = np.random.default_rng(seed)
     step, curve, resumed_from = 0, [], None
 
@@ -242,21 +348,14 @@ def train_specialist(
     elapsed = time.perf_counter() - started
     save_checkpoint(work_dir / "specialist", step, state, metadata={"run_key": key}, keep=1)
     manifest = {
-        "run_key": key,
-        "specialist_id": f"{chunk.chunk_id}-{key[:8]}",
-        "chunk_id": chunk.chunk_id,
-        "profile": profile.name,
-        "seed": seed,
+        **identity,
         "steps": step,
         "final": curve[-1] if curve else None,
         "curve": curve,
         "resumed_from_step": resumed_from,
         "train_seconds_this_run": round(elapsed, 1),
-        "obs_dim": OBS_DIM,
-        "action_dim": action_dim,
         "agent_config": dataclasses.asdict(cfg),
-        "env_config": env_config.as_dict(),
-        "code_version": CODE_VERSION,
+        **extras,
     }
     _write_json(work_dir / MANIFEST, manifest)
     return manifest
@@ -270,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-config", default="{}", help="EnvConfig fields as JSON (defaults: RP1M)")
+    parser.add_argument("--kind", default="droq", choices=KINDS)
+    parser.add_argument("--residual-config", default="{}", help="ResidualConfig fields as JSON (residual, ik)")
     args = parser.parse_args(argv)
     # absl (imported by dm_control) owns the root logger; give ours its own handler.
     handler = logging.StreamHandler()
@@ -281,8 +382,14 @@ def main(argv: list[str] | None = None) -> None:
     from envs.chunks import load_chunk
 
     env_config = EnvConfig.from_dict(json.loads(args.env_config))
-    manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config, seed=args.seed)
-    print(json.dumps({k: manifest[k] for k in ("specialist_id", "steps", "final", "resumed_from_step")}))
+    residual_config = None
+    if args.kind != "droq":
+        from envs.residual import ResidualConfig
+
+        residual_config = ResidualConfig.from_dict(json.loads(args.residual_config))
+    manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config, seed=args.seed,
+                                kind=args.kind, residual_config=residual_config)
+    print(json.dumps({k: manifest[k] for k in ("specialist_id", "kind", "steps", "final", "resumed_from_step")}))
 
 
 if __name__ == "__main__":

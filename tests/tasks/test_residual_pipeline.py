@@ -1,0 +1,90 @@
+"""ik and residual specialists through the collection steps: the `python -m
+tasks.specialist` child process, rollouts, shards (no Prefect server: the task
+functions the flow calls)."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from envs.chunks import make_chunks, save_chunk
+from envs.metrics import key_press_metrics
+from envs.songs import load_song
+from tasks.collect import CollectConfig, rollout_chunk_step, specialist_done, train_chunk, write_song
+from tasks.reader import iterate_episodes
+from tasks.specialist import NOMINAL_FILE, read_manifest, run_key, get_profile, train_specialist
+
+N_STEPS = 16
+
+
+@pytest.fixture(scope="module")
+def song():
+    return load_song("robopianist:CMajorScaleTwoHands")
+
+
+@pytest.fixture(scope="module")
+def chunk(song):
+    return replace(make_chunks(song)[0], n_steps=N_STEPS)
+
+
+def test_kinds_have_their_own_keys_and_bad_kinds_are_named():
+    profile = get_profile("smoke")
+    from envs.config import EnvConfig
+
+    keys = {kind: run_key("c", profile, EnvConfig(), 0, kind) for kind in ("droq", "residual", "ik")}
+    assert len(set(keys.values())) == 3
+    assert keys["droq"] == run_key("c", profile, EnvConfig(), 0)  # droq keys did not change
+    with pytest.raises(ValueError, match="'ppo'"):
+        run_key("c", profile, EnvConfig(), 0, "ppo")
+    with pytest.raises(ValueError, match="'ppo'"):
+        CollectConfig(specialist="ppo")
+    with pytest.raises(ValueError, match="residual"):
+        CollectConfig(specialist="droq", residual={"scale": 0.1})
+    with pytest.raises(ValueError, match="scale"):
+        CollectConfig(specialist="residual", residual={"scale": -1})
+
+
+def test_ik_specialist_collects_noisy_nominal_episodes(tmp_path, song, chunk):
+    chunk_file = tmp_path / "chunk.json"
+    save_chunk(chunk, chunk_file)
+    work = tmp_path / "work" / song.song_id / chunk.chunk_id  # the flow's layout
+    config = CollectConfig(songs=(song.ref,), specialist="ik", n_rollouts=3, workers=1,
+                           work_dir=str(tmp_path / "work"), shards_dir=str(tmp_path / "shards"),
+                           specialists_dir=str(tmp_path / "specialists"), register=False)
+    trained = train_chunk(str(chunk_file), str(work), config)  # a `python -m tasks.specialist --kind ik` child
+    assert trained["kind"] == "ik" and trained["steps"] == 0
+    assert specialist_done(work, chunk.chunk_id, config)
+    manifest = read_manifest(work / "specialist")
+    assert manifest["obs_dim"] == 1183 and manifest["residual_config"]["scale"] == 0.25
+    nominal = np.load(work / "specialist" / NOMINAL_FILE)["actions"]
+    assert nominal.shape == (N_STEPS, 39)
+    assert (Path(config.specialists_dir) / chunk.chunk_id / NOMINAL_FILE).exists()  # published with it
+
+    rolled = rollout_chunk_step(song.song_id, str(chunk_file), str(work), config)
+    assert rolled["n_rollouts"] == 3
+    write_song(song.song_id, [str(work)], [chunk.chunk_id], config)
+    episodes = list(iterate_episodes([Path(config.shards_dir) / song.song_id]))
+    assert [ep.metadata["rollout_seed"] for ep in episodes] == [0, 1, 2]
+    actions = [ep.steps["action"] for ep in episodes]
+    for ep, action in zip(episodes, actions):
+        assert action.shape == (N_STEPS, 39)
+        # The stored action is what the piano received: near the nominal, not the residual in [-1, 1].
+        deviation = np.abs(action - nominal)
+        assert 0 < deviation.max() < 0.5  # tanh-bounded noise times scale 0.25 of the half range
+        assert np.median(deviation) < 0.05
+        goal = np.asarray(ep.steps["observation"]["piano_goal"])[:, :88]
+        assert key_press_metrics(goal, ep.steps["pressed_keys"]).f1 == pytest.approx(ep.metadata["f1"], abs=1e-6)
+    assert not np.array_equal(actions[0], actions[1])  # the seeds differ
+
+
+def test_residual_specialist_trains_and_resumes_as_droq(tmp_path, chunk):
+    manifest = train_specialist(chunk, tmp_path / "res", "smoke", kind="residual")
+    assert manifest["kind"] == "residual" and manifest["steps"] == get_profile("smoke").total_steps
+    assert manifest["obs_dim"] == 1183 and manifest["action_dim"] == 39
+    assert 0.0 <= manifest["final"]["f1"] <= 1.0
+    curve = json.loads((tmp_path / "res" / "learning_curve.json").read_text())
+    assert [p["step"] for p in curve] == [120, 240]
+    again = train_specialist(chunk, tmp_path / "res", "smoke", kind="residual")
+    assert again["run_key"] == manifest["run_key"] and again["train_seconds_this_run"] == manifest["train_seconds_this_run"]
