@@ -303,6 +303,8 @@ def collect(
     songs: Optional[list[str]] = typer.Option(None, "--song", "-s", help="song ref (repeatable); default: params or two built-in songs"),
     params: Optional[Path] = typer.Option(None, help="read the `collect` section of this params.yaml"),
     profile: Optional[str] = typer.Option(None, help="smoke | cpu | paper"),
+    specialist: Optional[str] = typer.Option(
+        None, help="droq (RP1M, default) | residual (DroQ around the OT-IK controller) | ik (OT-IK alone, no training)"),
     rollouts: Optional[int] = typer.Option(None, help="rollouts per specialist (default per profile; RP1M: 500)"),
     workers: Optional[int] = typer.Option(None, help="rollout worker processes per chunk"),
     parallel_chunks: Optional[int] = typer.Option(None, help="chunks trained at once (local runner)"),
@@ -330,7 +332,8 @@ def collect(
             section["songs"] = _songs_from_catalog(spec)
     try:
         config = CollectConfig.from_params(
-            section, songs=tuple(songs) if songs else None, profile=profile, n_rollouts=rollouts, workers=workers,
+            section, songs=tuple(songs) if songs else None, profile=profile, specialist=specialist,
+            n_rollouts=rollouts, workers=workers,
             parallel_chunks=parallel_chunks, seed=seed, runner=runner, address=address, work_dir=work_dir,
             shards_dir=shards_dir, register=register)
     except ValueError as exc:
@@ -430,6 +433,90 @@ def stats(
         return
     for path in paths:
         out.print(f"wrote {path}")
+
+
+@app.command()
+def benchmark(
+    params: Optional[Path] = typer.Option(None, help="read the `benchmark` section of this params.yaml"),
+    profile: Optional[str] = typer.Option(None, help="training budget per policy: smoke | cpu | paper"),
+    steps: Optional[int] = typer.Option(None, help="training steps per policy (overrides the profile's)"),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="only this method label (repeatable)"),
+    train_size: Optional[list[int]] = typer.Option(None, "--train-size", help="train on the first N songs (repeatable)"),
+    max_chunks: Optional[int] = typer.Option(None, help="evaluate only the first N chunks of each song"),
+    max_steps: Optional[int] = typer.Option(None, help="cut evaluation episodes to their first N steps"),
+    workers: Optional[int] = typer.Option(None, help="tasks run at once"),
+    shards_dir: Optional[str] = typer.Option(None),
+    work_dir: Optional[str] = typer.Option(None),
+    policies_dir: Optional[str] = typer.Option(None),
+    reports_dir: Optional[str] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train multi-song policies on the shards and score them like RP1M Table 2 (rerun = only what changed)."""
+    import copy
+    from dataclasses import replace
+
+    from flows.benchmark import run_benchmark, set_progress_hook
+    from tasks.benchmark import BenchmarkConfig, BenchmarkError, build_table
+    from tasks.params import DEFAULTS, ParamsError, load_params
+
+    try:
+        section = load_params(params)["benchmark"] if params is not None else copy.deepcopy(DEFAULTS["benchmark"])
+        if max_chunks is not None or max_steps is not None:
+            section["eval"] = {**section["eval"], **{k: v for k, v in (("max_chunks_per_song", max_chunks),
+                                                                     ("max_steps", max_steps)) if v is not None}}
+        config = BenchmarkConfig.from_params(
+            section, profile=profile, steps=steps, train_sizes=tuple(train_size) if train_size else None,
+            workers=workers, shards_dir=shards_dir, work_dir=work_dir, policies_dir=policies_dir,
+            reports_dir=reports_dir)
+        if method:
+            unknown = sorted(set(method) - {m.label for m in config.methods})
+            if unknown:
+                raise BenchmarkError(f"--method {unknown}: expected labels among {[m.label for m in config.methods]}")
+            config = replace(config, methods=tuple(m for m in config.methods if m.label in method))
+    except (ParamsError, ValueError, TypeError) as exc:
+        _fail(str(exc))
+    config = replace(config, **{key: str(Path(getattr(config, key)).resolve()) for key in (
+        "shards_dir", "work_dir", "specialists_dir", "policies_dir", "reports_dir")})
+    with _progress("benchmark", as_json) as progress:
+        task_id = progress.add_task("evaluations", total=None)
+
+        def hook(event: str, info: dict) -> None:
+            if event == "planned":
+                progress.update(task_id, total=info["evaluations"])
+            elif event == "trained" and info["status"] == "failed":
+                err.print(f"  {info['method']} ({info['train_songs']} songs): training failed: {info['error'][:200]}")
+            elif event == "evaluated":
+                progress.advance(task_id)
+
+        set_progress_hook(hook)
+        try:
+            summary = run_benchmark(config)
+        except BenchmarkError as exc:
+            _fail(str(exc))
+        finally:
+            set_progress_hook(None)
+    table = build_table(config.reports_dir)
+    failed = summary["failed"]["train"] + summary["failed"]["evaluate"]
+    filled = sum(1 for row in table["rows"] for cell in row["cells"].values() if cell is not None)
+    code = 0 if not failed else (EXIT_ALL_FAILED if not filled else EXIT_PARTIAL)
+    if as_json:
+        _emit_json({**summary, "table": table, "exit_code": code})
+        raise typer.Exit(code)
+    view = Table(title=f"F1 ({config.profile}, {config.train_steps:,} training steps)")
+    for col in ("task", "#songs", *table["methods"]):
+        view.add_column(col)
+    for row in table["rows"]:
+        view.add_row(row["title"], str(row["train_songs"]),
+                     *(f"{cell['f1']:.3f}" if cell else "-" for cell in row["cells"].values()))
+    out.print(view)
+    for entry in [*summary["policies"], *summary["evaluations"]]:
+        if entry["status"] == "failed":
+            out.print(f"[red]failed[/red] {entry['method']} ({entry['train_songs']} songs"
+                      f"{', ' + entry['group'] if 'group' in entry else ''}): {entry['error'][:200]}")
+    out.print(f"tasks run {summary['tasks_run']}, reused {summary['tasks_reused']}; {summary['seconds']} s")
+    for path in summary["files"]:
+        out.print(f"wrote {path}")
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -22,7 +22,24 @@ Sections::
       shards_dir: datasets/shards
       specialists_dir: datasets/specialists
       env: {fingering: ot}      # envs.config.FINGERING_MODES
+      specialist: droq          # droq | residual | ik (tasks.specialist.KINDS)
+      residual: {}              # envs.residual.ResidualConfig fields (residual, ik)
     stats: {reports_dir: datasets/reports/stats}
+    benchmark:                  # the policy benchmark (tasks/benchmark.py, RP1M Table 2)
+      shards_dir: datasets/shards
+      train_songs: null         # song ids to train on (null: every complete song folder)
+      train_sizes: null         # e.g. [50, 150, 300]: first N songs (null: one set, all)
+      profile: smoke            # training steps per policy (tasks.benchmark.PROFILE_STEPS)
+      steps: null               # overrides the profile's steps
+      seed: 0
+      methods: [{label, policy, config}, ...]   # null: RP1M Table 2's six columns
+      groups: {in_distribution: {songs, limit}, easy_ood: {songs}, hard_ood: {songs}}
+      eval: {max_chunks_per_song, episodes_per_chunk, max_steps, lanes, seed}
+      workers: 1
+      work_dir: work
+      specialists_dir: datasets/specialists
+      policies_dir: datasets/policies
+      reports_dir: datasets/reports/benchmark
     dvc: {remote_name: local, remote_url: ~/.cache/pianoset/dvc-remote}
 
 `collect` takes exactly one of `songs` and `catalog_filter`. The profile name
@@ -42,6 +59,7 @@ import yaml
 from envs.config import FINGERING_MODES
 
 RUNNERS = ("local", "ray")
+SPECIALIST_KINDS = ("droq", "residual", "ik")  # tasks.specialist.KINDS (not imported: it pulls in JAX)
 DEFAULT_REMOTE_NAME = "local"
 DEFAULT_REMOTE_URL = "~/.cache/pianoset/dvc-remote"  # expanded on the machine that configures it
 
@@ -57,8 +75,26 @@ DEFAULTS: dict[str, Any] = {
         "shards_dir": "datasets/shards",
         "specialists_dir": "datasets/specialists",
         "env": {"fingering": "ot"},
+        "specialist": "droq",
+        "residual": {},
     },
     "stats": {"reports_dir": "datasets/reports/stats"},
+    "benchmark": {
+        "shards_dir": "datasets/shards",
+        "train_songs": None,
+        "train_sizes": None,
+        "profile": "smoke",
+        "steps": None,
+        "seed": 0,
+        "methods": None,  # None: RP1M Table 2's columns (tasks.benchmark.RP1M_METHODS)
+        "groups": {"in_distribution": {"songs": [], "limit": 12}, "easy_ood": {"songs": []}, "hard_ood": {"songs": []}},
+        "eval": {"max_chunks_per_song": None, "episodes_per_chunk": 1, "max_steps": None, "lanes": 8, "seed": 0},
+        "workers": 1,
+        "work_dir": "work",
+        "specialists_dir": "datasets/specialists",
+        "policies_dir": "datasets/policies",
+        "reports_dir": "datasets/reports/benchmark",
+    },
     "dvc": {"remote_name": DEFAULT_REMOTE_NAME, "remote_url": DEFAULT_REMOTE_URL},
 }
 CATALOG_FILTER_KEYS = ("source", "playable", "max_duration_s", "limit", "query")
@@ -92,6 +128,7 @@ def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, Any]:
     _check_collect(check, params["collect"])
     check.path("stats.reports_dir", params["stats"]["reports_dir"])
     check.known_keys("stats", params["stats"], DEFAULTS["stats"])
+    _check_benchmark(check, params["benchmark"])
     _check_dvc(check, params["dvc"])
     return params
 
@@ -125,6 +162,8 @@ def _check_collect(check: _Checker, collect: dict[str, Any]) -> None:
     check.known_keys("collect.env", env, DEFAULTS["collect"]["env"])
     collect["env"] = {**DEFAULTS["collect"]["env"], **env}
     check.choice("collect.env.fingering", collect["env"]["fingering"], FINGERING_MODES)
+    check.choice("collect.specialist", collect["specialist"], SPECIALIST_KINDS)
+    check.mapping("collect.residual", collect["residual"])
 
 
 def _check_catalog_filter(check: _Checker, spec: Any) -> None:
@@ -140,6 +179,72 @@ def _check_catalog_filter(check: _Checker, spec: Any) -> None:
         check.integer("collect.catalog_filter.limit", spec["limit"], minimum=1)
     if spec.get("query") is not None:
         check.string("collect.catalog_filter.query", spec["query"])
+
+
+def _check_benchmark(check: _Checker, bench: dict[str, Any]) -> None:
+    defaults = DEFAULTS["benchmark"]
+    check.known_keys("benchmark", bench, defaults)
+    for key in ("shards_dir", "specialists_dir", "policies_dir", "reports_dir"):  # DVC deps/outputs
+        check.path(f"benchmark.{key}", bench[key])
+    check.string("benchmark.work_dir", bench["work_dir"])
+    if bench["train_songs"] is not None:
+        songs = bench["train_songs"]
+        if not isinstance(songs, list) or not songs:
+            check.fail("benchmark.train_songs", songs, "null or a non-empty list of song ids")
+        for i, song in enumerate(songs):
+            check.string(f"benchmark.train_songs[{i}]", song)
+    if bench["train_sizes"] is not None:
+        sizes = bench["train_sizes"]
+        if not isinstance(sizes, list) or not sizes:
+            check.fail("benchmark.train_sizes", sizes, "null or a non-empty list of song counts")
+        for i, size in enumerate(sizes):
+            check.integer(f"benchmark.train_sizes[{i}]", size, minimum=1)
+    check.string("benchmark.profile", bench["profile"])
+    if bench["steps"] is not None:
+        check.integer("benchmark.steps", bench["steps"], minimum=1)
+    check.integer("benchmark.seed", bench["seed"], minimum=0)
+    check.integer("benchmark.workers", bench["workers"], minimum=1)
+    if bench["methods"] is not None:
+        methods = bench["methods"]
+        if not isinstance(methods, list) or not methods:
+            check.fail("benchmark.methods", methods, "null or a non-empty list of {label, policy, config}")
+        labels = set()
+        for i, method in enumerate(methods):
+            method = check.mapping(f"benchmark.methods[{i}]", method)
+            check.known_keys(f"benchmark.methods[{i}]", method, {"label": None, "policy": None, "config": None})
+            check.string(f"benchmark.methods[{i}].label", method.get("label"))
+            check.string(f"benchmark.methods[{i}].policy", method.get("policy"))
+            if method.get("config") is not None:
+                check.mapping(f"benchmark.methods[{i}].config", method["config"])
+            if method["label"] in labels:
+                check.fail(f"benchmark.methods[{i}].label", method["label"], "a label no other method has")
+            labels.add(method["label"])
+    groups = check.mapping("benchmark.groups", bench["groups"])
+    check.known_keys("benchmark.groups", groups, defaults["groups"])
+    bench["groups"] = {name: dict(spec) for name, spec in defaults["groups"].items()}
+    for name, given in groups.items():
+        spec = check.mapping(f"benchmark.groups.{name}", given if given is not None else {})
+        check.known_keys(f"benchmark.groups.{name}", spec, defaults["groups"][name])
+        bench["groups"][name].update(spec)
+        songs = bench["groups"][name]["songs"]
+        if songs is None:
+            bench["groups"][name]["songs"] = songs = []
+        if not isinstance(songs, list):
+            check.fail(f"benchmark.groups.{name}.songs", songs, "a list of song refs")
+        for i, ref in enumerate(songs):
+            check.string(f"benchmark.groups.{name}.songs[{i}]", ref)
+    limit = bench["groups"]["in_distribution"]["limit"]
+    if limit is not None:
+        check.integer("benchmark.groups.in_distribution.limit", limit, minimum=1)
+    given_eval = check.mapping("benchmark.eval", bench["eval"])
+    check.known_keys("benchmark.eval", given_eval, defaults["eval"])
+    bench["eval"] = {**defaults["eval"], **given_eval}
+    for key in ("max_chunks_per_song", "max_steps"):
+        if bench["eval"][key] is not None:
+            check.integer(f"benchmark.eval.{key}", bench["eval"][key], minimum=1)
+    for key in ("episodes_per_chunk", "lanes"):
+        check.integer(f"benchmark.eval.{key}", bench["eval"][key], minimum=1)
+    check.integer("benchmark.eval.seed", bench["eval"]["seed"], minimum=0)
 
 
 def _check_dvc(check: _Checker, dvc: dict[str, Any]) -> None:
