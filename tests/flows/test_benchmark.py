@@ -210,20 +210,25 @@ def test_changed_method_retrains_only_itself_and_a_broken_one_fails_alone(collec
     old_keys = {p["method"]: p["policy_key"] for p in first_run[1]["policies"]}
     _params(collection, [{"label": "BC a", "policy": "bc", "config": SMALL_BC},
                          {"label": "BC b", "policy": "bc", "config": {**SMALL_BC, "hidden_dims": [48]}},
-                         {"label": "broken", "policy": "no-such-policy"}])
+                         {"label": "broken", "policy": "no-such-policy"},
+                         {"label": "diverging", "policy": "bc", "config": {**SMALL_BC, "learning_rate": 1e30}}])
     code, summary = cli()
-    assert code == 3  # partial: the broken method failed, the others are done
-    assert summary["tasks_run"] == {"train": 1, "evaluate": 3}
+    assert code == 3  # partial: the broken methods failed, the others are done
+    assert summary["tasks_run"] == {"train": 2, "evaluate": 3}  # diverging's evaluations never ran
     assert summary["tasks_reused"] == {"train": 1, "evaluate": 3}
     policies = {p["method"]: p for p in summary["policies"]}
     assert policies["BC a"]["policy_key"] == old_keys["BC a"] and policies["BC a"]["status"] == "cached"
     assert policies["BC b"]["policy_key"] != old_keys["BC b"] and policies["BC b"]["status"] == "done"
     assert policies["broken"]["status"] == "failed" and "no-such-policy" in policies["broken"]["error"]
+    assert policies["diverging"]["status"] == "failed" and policies["diverging"]["stage"] == "train"
+    assert "FloatingPointError" in policies["diverging"]["error"]
+    assert {c["status"] for c in summary["evaluations"] if c["method"] == "diverging"} == {"skipped"}
+    assert summary["failed"] == {"train": 2, "evaluate": 3}
     # BC a's records were not touched; the table shows "—" for the broken method.
     after = _record_files(collection)
     assert {k: v for k, v in after.items() if old_keys["BC a"] in k} == \
            {k: v for k, v in before.items() if old_keys["BC a"] in k}
-    assert all(row["cells"]["broken"] is None for row in summary["table"]["rows"])
+    assert all(row["cells"]["broken"] is None and row["cells"]["diverging"] is None for row in summary["table"]["rows"])
     assert all(row["cells"]["BC b"] is not None for row in summary["table"]["rows"])
     assert "| — |" in (collection / "reports" / "table.md").read_text()
 
