@@ -5,8 +5,8 @@ fingering), solves the IK along the chunk and the resulting actions are played
 open loop (no feedback, no training) in the RP1M env. Printed per chunk:
 steps, precision, recall, F1 (robopianist's per-step means, `envs.metrics`),
 IK solve time per control step (`HandsIK.solve`, all iterations) and the
-planning time. Baselines on the same chunk: the zero action (hands at rest:
-F1 counts only the silent steps) .
+planning time (plan + IK + servo feedforward). Baseline on the same chunk:
+the zero action (hands at rest: F1 1 on silent steps, 0 elsewhere).
 
 Target (issue 6): F1 >= 0.6 on the easy chunks with zero training
 (PianoMime section 4.1: IK from human fingertips alone reaches F1 0.70).
@@ -44,7 +44,9 @@ DEFAULT_CHUNKS = (
 def parse_chunk(spec: str) -> tuple[str, int]:
     ref, _, index = spec.rpartition(":")
     if not ref or not index.isdigit():
-        raise SystemExit(f"--chunk {spec!r}: expected <song ref>:<chunk index>, e.g. robopianist:TwinkleTwinkleRousseau:0")
+        raise SystemExit(
+            f"--chunk {spec!r}: expected <song ref>:<chunk index>, e.g. robopianist:TwinkleTwinkleRousseau:0"
+        )
     return ref, int(index)
 
 
@@ -96,7 +98,9 @@ def main() -> None:
             "goal_keys": int(record.goal_keys.sum()),
         })
     result = {"config": config.as_dict(), "env_config": env_config.as_dict(), "chunks": rows}
-    print(f"{'chunk':44s} {'steps':>5s} {'P':>6s} {'R':>6s} {'F1':>6s} {'F1(0)':>6s} {'IK ms/step':>10s} {'plan s':>7s}")
+    header = ("chunk", "steps", "P", "R", "F1", "F1(0)", "IK ms/step", "plan s")
+    print(f"{header[0]:44s} {header[1]:>5s} {header[2]:>6s} {header[3]:>6s} {header[4]:>6s} {header[5]:>6s} "
+          f"{header[6]:>10s} {header[7]:>7s}")
     for row in rows:
         print(f"{row['chunk']:44s} {row['steps']:5d} {row['precision']:6.3f} {row['recall']:6.3f} {row['f1']:6.3f} "
               f"{row['zero_action_f1']:6.3f} {row['ik_ms_per_step']:10.1f} {row['plan_s']:7.1f}")

@@ -10,36 +10,53 @@ the OT fingering of RP1M (Eq. 1-2), so it exists for any song:
    to the free fingers by a linear assignment (`scipy.optimize.
    linear_sum_assignment`, as `envs.ot`) against the planned fingertip
    positions of step t-1, so the fingers move as little as possible. The cost
-   is the squared fingertip-key distance (1-D optimal transport with a convex
-   cost is monotone: fingers of a hand do not cross over each other to reach
-   a run of keys), plus penalties for a finger that was pressing another key
-   a step earlier (it would drag across the keys instead of lifting), for a
-   key on the far side of the other hand (hands crossing), and for a finger
-   passing a finger of its hand that holds a key. `envs.ot.ot_assign` solves
-   the plain Euclidean problem of the reward; the penalties need this own cost
-   matrix. Keys beyond the available fingers stay unassigned (counted).
+   (`assignment_costs`) is the squared fingertip-key distance (1-D optimal
+   transport with a convex cost is monotone: the fingers of a hand do not
+   cross each other to reach a run of keys) plus penalties: a finger that
+   pressed another key a step earlier must lift first (`switch_cost`); the
+   thumb barely reaches a key top with this hand (`thumb_cost`); a key beyond
+   the other hand, or a finger passing a (non-thumb) finger of its own hand
+   (`crossing_cost`); lookahead: a finger that leaves too few fingers on one
+   side for the keys its hand holds or presses within `prepare_steps`
+   (`room_cost`). A held key whose note ends within `early_release_steps` may
+   be let go to free its finger (legato overlaps would otherwise force the
+   thumb or a crossing). `envs.ot.ot_assign` solves the plain Euclidean
+   problem of the reward; the penalties need this own cost matrix. Keys beyond
+   the available fingers stay unassigned (counted in `FingertipPlan.unassigned`).
 2. Fingertip targets (PianoMime Appendix A, step 4): a pressing fingertip is
-   put on its key's press point (`envs.task.key_press_points`' x and y),
-   `press_depth` below the key top; the other fingertips hover
-   `hover_height` above the white key tops, spread like a hand around the
-   pressing fingers of their hand (interpolated by finger index between them,
-   natural spacing outside them). A hand with nothing to press moves ahead to
-   where it presses next (within `prepare_steps`).
-3. Timing (`schedule_presses`): the plan says which keys must be *down at the
-   end of* step t (the env scores step t's goal after step t's physics). Position
-   servos lag, so a finger is commanded down `press_lead_steps` before its
-   note and lifted `release_lead_steps` before the note ends (0: lifted in the
-   first step the goal no longer has the key); the forearm slides, much
-   slower (critically damped servos, time constant 0.11 s), get controls
-   that invert their dynamics (`SlideServo.feedforward`), so the hand is
-   where the IK has it. A finger descends only once it is above its key.
+   put on its key (`KeyboardGeometry.press_targets`), `press_depth` below the
+   key top; the other fingertips hover `hover_height` above the white key
+   tops, spread like a hand around the pressing fingers of their hand
+   (interpolated by finger index between them, natural spacing outside). A
+   hand with nothing to press moves ahead to where it presses next (within
+   `prepare_steps`).
+3. Timing (`schedule_presses`, `command_targets`): the plan says which keys
+   must be *down at the end of* step t (the env scores step t's goal after
+   step t's physics). Position servos lag, so a finger is commanded down
+   `press_lead_steps` before its note and lifted `release_lead_steps` before
+   the note ends (0: lifted in the first step the goal no longer has the
+   key), with a hovering step between two keys of one finger. A finger goes
+   down only once the IK has had it above its key for a step (else it lands
+   on a neighbour and sticks there). The forearm slides, much slower
+   (critically damped servos, time constant 0.11 s), get controls that invert
+   their dynamics (`SlideServo.feedforward`), so the hand is where the IK has it.
 4. IK (`envs.ik.HandsIK`) along the commanded fingertip trajectory, warm
-   started step to step, gives (T, 39) actions (sustain pedal from the goal).
+   started step to step, posture-regularised towards both hands hovering
+   (`ready_posture`), gives (T, 39) actions (sustain pedal from the goal).
 
-`nominal_actions(chunk)` caches the result per (chunk, env config, nominal
-config). `NominalController` replays it as a policy: `controller(t)` is the
-action of step t; `controller.residual_action(t, residual)` adds and clips a
-residual (the interface the residual specialist builds on).
+The numbers in `NominalConfig` were tuned open loop on the first chunks of
+CMajorScaleTwoHands, TwinkleTwinkleLittleStar and TwinkleTwinkleRousseau
+(`benchmarks/ik_open_loop.py`); they are not from a paper unless a comment
+says so.
+
+`nominal_trajectory(chunk)` / `nominal_actions(chunk)` cache the result per
+(chunk content, env config, nominal config). `NominalController` replays it as
+a policy: `controller(t)` is the action of step t; `controller.residual_action(
+t, residual)` adds and clips a residual (PianoMime's pi = pi_residual + q_ik,
+the interface a residual specialist builds on); `controller.act` is an
+`envs.rollout.Controller`. `NominalTrajectory` also holds the per-step
+fingertip targets and IK joint positions (PianoMime Table 4 gives the residual
+policy the demonstrator fingertips and the IK prior as observations).
 """
 
 from __future__ import annotations
@@ -78,9 +95,12 @@ class NominalConfig:
     """How the OT-IK nominal controller plans fingertips and times presses."""
 
     # PianoMime App. A step 4: pressing fingertips at z = 0 (the key bottom,
-    # h_key = 22.5 mm below the white key top), hovering ones at 2 h_key. Ours
-    # is measured on this env (benchmarks/ik_open_loop.py); depths are of the
-    # fingertip site, which sits ~7 mm inside the fingertip's collision capsule.
+    # h_key = 22.5 mm below the white key top), hovering ones at 2 h_key, i.e.
+    # h_key above the top. Ours are tuned on this env (module docstring);
+    # heights are of the fingertip site, which sits ~7 mm inside the fingertip's
+    # collision capsule. Pressing below the key makes the servo push (the key
+    # spring needs ~1.7 N at the press point); a key counts as pressed within
+    # 0.5 deg of its full 10 mm travel.
     press_depth: float = 0.015  # m below the key top for a pressing fingertip
     # Where along a key a fingertip presses, as a fraction of the key's half
     # length from its centre towards the player (robopianist's fingering target:
@@ -89,8 +109,8 @@ class NominalConfig:
     # at a white key's centre + 0.2 half lengths).
     white_press_fraction: float = 0.7
     black_press_fraction: float = 0.5
-    hover_height: float = 0.03  # m above the white key tops for the other fingertips
-    press_lead_steps: int = 1  # command a press this many control steps before its note
+    hover_height: float = 0.035  # m above the white key tops (tuned: 0.025-0.04 tried; PianoMime: 0.0225)
+    press_lead_steps: int = 3  # command a press this many control steps before its note (tuned: 1-5 tried)
     release_lead_steps: int = 0  # lift this many steps before the note's last step (may be < 0)
     # The forearm slides (critically damped servos, time constant 0.11 s) get
     # controls computed by inverting their dynamics (`SlideServo`) so that the
@@ -106,8 +126,11 @@ class NominalConfig:
     # (thumb, index, middle, ring, little); outside the pressing fingers the
     # hovering fingers keep it.
     finger_spacing_keys: tuple = (-1.5, 0.0, 1.0, 2.0, 3.0)
-    # IK weights of the fingertip targets (x, y, z; world axes): a pressing
-    # fingertip must be exactly on its key, a hovering one mostly high enough.
+    # IK weights of the fingertip targets (x, y, z; world axes). PianoMime App. C
+    # weighs all fingertips equally; here a hovering fingertip's x (along the
+    # keys) is nearly free: with x weighted >= 0.5 the hand cannot keep its
+    # other fingers at hover height in front of the keys and still get the
+    # pressing finger down (open-loop F1 collapses to < 0.15).
     press_weight: tuple = (1.0, 1.0, 1.0)
     hover_weight: tuple = (0.2, 1.0, 1.0)
     # Assignment costs (m^2, the unit of the squared fingertip-key distance).
@@ -675,6 +698,11 @@ def nominal_trajectory(chunk: "Chunk", env_config: EnvConfig | None = None,
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return trajectory
+
+
+def clear_nominal_cache() -> None:
+    """Forget the cached nominal trajectories (e.g. to measure planning time)."""
+    _CACHE.clear()
 
 
 def _single_threaded(fn, *args):

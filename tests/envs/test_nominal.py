@@ -14,6 +14,7 @@ from envs.nominal import (
     KeyboardGeometry,
     NominalConfig,
     NominalController,
+    clear_nominal_cache,
     nominal_actions,
     nominal_trajectory,
     plan_fingertips,
@@ -24,9 +25,12 @@ from envs.nominal import (
 from envs.rollout import run_episode, zero_controller
 from envs.songs import load_song
 
-# Open-loop F1 of the default controller on the first 60 steps of
-# CMajorScaleTwoHands, measured: see OPEN_LOOP_F1_MIN below.
 SCALE_STEPS = 60
+# Open-loop F1 of the default controller on the first 60 steps of
+# CMajorScaleTwoHands, measured 0.753 (P 0.944, R 0.754); the zero action gets 0.
+# The simulation is deterministic; the margin is for platform float differences
+# and for retuning the controller without rewriting this test.
+OPEN_LOOP_F1_MIN = 0.55
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +150,8 @@ def test_open_loop_presses_the_scale(scale_chunk):
     zero = run_episode(env, zero_controller(env), np.random.default_rng(0))
     env.close()
     assert zero.metrics.f1 == 0.0  # every step of the scale has a key to press
-    # Measured on this chunk (60 steps, 4 notes per hand): see OPEN_LOOP_F1_MIN.
     assert record.metrics.f1 > OPEN_LOOP_F1_MIN, record.metrics
-    assert record.metrics.recall > OPEN_LOOP_F1_MIN
+    assert record.metrics.recall > 0.5 and record.metrics.precision > 0.8, record.metrics
     np.testing.assert_array_equal(record.goal_keys, zero.goal_keys)
     assert key_press_metrics(record.goal_keys, record.pressed_keys) == record.metrics
 
@@ -164,6 +167,8 @@ def test_nominal_actions_cached_deterministic_and_in_bounds(scale_chunk, env):
     assert np.all(again >= spec.minimum - 1e-9) and np.all(again <= spec.maximum + 1e-9)
     trajectory = nominal_trajectory(scale_chunk)
     assert trajectory.hand_qpos.shape == (SCALE_STEPS, 46)
+    clear_nominal_cache()
+    np.testing.assert_array_equal(nominal_actions(scale_chunk), again)  # recomputed from scratch: same actions
 
 
 def test_controller_as_policy_and_residual(scale_chunk, env):
@@ -191,5 +196,3 @@ def test_config_validation_names_the_bad_value():
     with pytest.raises(ValueError, match="finger_spacing_keys"):
         NominalConfig(finger_spacing_keys=(0.0, 1.0))
 
-
-OPEN_LOOP_F1_MIN = 0.3  # placeholder, set from the measurement
