@@ -40,6 +40,8 @@ from tasks.benchmark import (
     write_plan,
 )
 
+from flows.collect import _error_of, _failed  # the same failure checks as the collect flow
+
 _progress_hook: Callable[[str, dict], None] | None = None
 
 
@@ -52,20 +54,6 @@ def set_progress_hook(hook: Callable[[str, dict], None] | None) -> None:
 def _emit(event: str, **info) -> None:
     if _progress_hook is not None:
         _progress_hook(event, info)
-
-
-def _error_of(future) -> str:
-    try:
-        future.result(raise_on_failure=True)
-    except BaseException as exc:  # noqa: BLE001 - the message is the point
-        return f"{type(exc).__name__}: {exc}"[:2000]
-    return ""
-
-
-def _failed(future) -> bool:
-    state = future.state
-    return state.is_failed() or state.is_crashed() or state.is_cancelled() or (
-        state.is_pending() and state.name == "NotReady")
 
 
 @flow(name="benchmark", log_prints=False)
