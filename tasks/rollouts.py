@@ -27,6 +27,7 @@ import logging
 import collections
 import multiprocessing as mp
 import threading
+import time
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,9 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
 def _run_and_save_group(args: tuple[RolloutJob, int, str]) -> int:
     """Worker entry: roll out one group and write its file (compression runs in the worker too)."""
     job, group, out_dir = args
+    start = time.perf_counter()
     _save_group(_group_path(Path(out_dir), group), job, _run_group(job, group))
+    log.debug("group %d took %.1f s in process %d", group, time.perf_counter() - start, os.getpid())
     return group
 
 
