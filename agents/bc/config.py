@@ -11,9 +11,8 @@ dimension of a 3-layer MLP from 256 to 1024").
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from agents.common.networks import ACTIVATION_NAMES
+from agents.common.checks import check_dims, check_int, check_network_and_adam
 from agents.common.policy import PolicySpec
 
 # RP1M Table 5 "Training Steps 1M"; `train_fn(steps=...)` takes the count, so
@@ -69,11 +68,7 @@ class BCConfig:
         # Lists (JSON, YAML) become tuples so the config stays hashable: jit
         # takes it as a static argument.
         object.__setattr__(self, "hidden_dims", check_dims("BCConfig", "hidden_dims", self.hidden_dims))
-        check_choice("BCConfig", "activation", self.activation, ACTIVATION_NAMES)
-        check_positive("BCConfig", "learning_rate", self.learning_rate)
-        check_positive("BCConfig", "adam_eps", self.adam_eps)
-        check_unit_interval("BCConfig", "adam_b1", self.adam_b1)
-        check_unit_interval("BCConfig", "adam_b2", self.adam_b2)
+        check_network_and_adam("BCConfig", self)
         for name in ("batch_size", "obs_horizon", "pred_horizon", "action_horizon"):
             check_int("BCConfig", name, getattr(self, name), minimum=1)
         if self.action_horizon > self.pred_horizon:
@@ -91,49 +86,3 @@ class BCConfig:
             action_horizon=self.action_horizon,
             action_offset=0,
         )
-
-
-# ---------------------------------------------------------------- validation helpers
-# Shared by the BC, IBC and BC-RNN configs; each message names the config
-# class, the field and the bad value.
-
-
-def check_int(owner: str, name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def check_positive(owner: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}.{name} must be a finite number > 0, got {value!r}")
-
-
-def check_non_negative(owner: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{owner}.{name} must be a finite number >= 0, got {value!r}")
-
-
-def check_unit_interval(owner: str, name: str, value, *, closed_high: bool = False) -> None:
-    """value in [0, 1) (or [0, 1] with closed_high)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    ok = ok and 0 <= value and (value <= 1 if closed_high else value < 1)
-    if not ok:
-        raise ValueError(f"{owner}.{name} must be in [0, 1{']' if closed_high else ')'}, got {value!r}")
-
-
-def check_choice(owner: str, name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{owner}.{name} must be one of {tuple(choices)}, got {value!r}")
-
-
-def check_dims(owner: str, name: str, value, *, allow_empty: bool = False) -> tuple[int, ...]:
-    try:
-        dims = tuple(value)
-    except TypeError:
-        raise ValueError(f"{owner}.{name} must be a sequence of positive ints, got {value!r}") from None
-    if (not dims and not allow_empty) or not all(
-        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in dims
-    ):
-        what = "a sequence" if allow_empty else "a non-empty sequence"
-        raise ValueError(f"{owner}.{name} must be {what} of positive ints, got {value!r}")
-    return dims

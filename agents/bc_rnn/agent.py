@@ -21,18 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from agents.bc.agent import (
+from agents.common.supervised import (
     Metrics,
     ProgressFn,
+    SupervisedPolicy,
     TrainingState,
     apply_gradients,
-    check_dataset,
     check_obs_window,
-    check_spec,
-    check_steps,
-    fit,
-    init_training_state,
-    to_device,
+    train_supervised,
 )
 from agents.bc_rnn import losses
 from agents.bc_rnn.config import BCRNNConfig
@@ -97,26 +93,16 @@ def step_normalized(
     return carry, actions[:, 0]
 
 
-class BCRNNPolicy:
+class BCRNNPolicy(SupervisedPolicy):
     """Recurrent BC; implements `agents.common.policy.Policy`. Stateful: call `reset` per episode."""
 
     name: ClassVar[str] = "bc_rnn"
 
     def __init__(self, spec: PolicySpec, config: BCRNNConfig, params: Any, normalizer: Normalizer):
-        check_spec("BCRNNPolicy", spec, config.spec_for(spec.obs_dim, spec.action_dim))
-        self.spec = spec
-        self.config = config
-        self.params = to_device(params)
-        self.normalizer = normalizer
+        super().__init__(spec, config, params, normalizer)
         self._carry: Optional[Carry] = None
         self._batch_size: Optional[int] = None
         self._calls = 0  # predict_chunk calls since the last reset
-
-    @classmethod
-    def from_parts(
-        cls, *, spec: PolicySpec, config: BCRNNConfig, params: Any, normalizer: Normalizer
-    ) -> "BCRNNPolicy":
-        return cls(spec, config, params, normalizer)
 
     def reset(self, batch_size: int) -> None:
         """Zero LSTM state for `batch_size` parallel episodes; the rnn_horizon count restarts."""
@@ -168,23 +154,15 @@ def train_bc_rnn(
     `config.spec_for(...)`'s horizons (seq_length observations and the
     actions at them). History entries add "last_step_loss" and "lr".
     """
-    spec = config.spec_for(int(dataset.obs_dim), int(dataset.action_dim))
-    check_dataset("train_bc_rnn", dataset, spec)
-    check_steps("train_bc_rnn", steps)
-    normalizer = Normalizer.from_dataset(dataset, seed=seed)
-    init_key, loop_key = jax.random.split(jax.random.PRNGKey(seed))
-    state = init_training_state(init_params(init_key, config, spec), make_optimizer(config, steps))
-    update_fn = functools.partial(update, config=config, action_dim=spec.action_dim, total_steps=int(steps))
-    state, history = fit(
+    spec, normalizer, params, history = train_supervised(
+        "train_bc_rnn",
         dataset,
-        normalizer,
-        state,
-        update_fn,
-        batch_size=config.batch_size,
+        config,
         steps=steps,
         seed=seed,
-        key=loop_key,
+        init_params=init_params,
+        optimizer=make_optimizer(config, steps),
+        make_update=lambda spec: functools.partial(update, config=config, action_dim=spec.action_dim, total_steps=int(steps)),
         on_progress=on_progress,
-        owner="train_bc_rnn",
     )
-    return BCRNNPolicy(spec, config, state.params, normalizer), history
+    return BCRNNPolicy(spec, config, params, normalizer), history

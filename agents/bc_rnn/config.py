@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.bc.config import (
-    check_choice,
+from agents.common.checks import (
     check_dims,
     check_int,
+    check_network_and_adam,
     check_non_negative,
-    check_positive,
     check_unit_interval,
 )
-from agents.common.networks import ACTIVATION_NAMES
 from agents.common.policy import PolicySpec
 
 PAPER_TRAINING_STEPS = 1_000_000  # RP1M Table 7 "Training Steps 1M"
@@ -86,13 +84,9 @@ class BCRNNConfig:
         )
         for name in ("rnn_hidden_dim", "rnn_num_layers", "seq_length", "rnn_horizon", "batch_size"):
             check_int("BCRNNConfig", name, getattr(self, name), minimum=1)
-        check_choice("BCRNNConfig", "activation", self.activation, ACTIVATION_NAMES)
-        check_positive("BCRNNConfig", "learning_rate", self.learning_rate)
-        check_positive("BCRNNConfig", "adam_eps", self.adam_eps)
         check_unit_interval("BCRNNConfig", "lr_final_factor", self.lr_final_factor, closed_high=True)
         check_non_negative("BCRNNConfig", "weight_decay", self.weight_decay)
-        check_unit_interval("BCRNNConfig", "adam_b1", self.adam_b1)
-        check_unit_interval("BCRNNConfig", "adam_b2", self.adam_b2)
+        check_network_and_adam("BCRNNConfig", self)
 
     def spec_for(self, obs_dim: int, action_dim: int) -> PolicySpec:
         """Training windows of `seq_length` observations and the actions taken at them.

@@ -19,20 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from agents.bc.agent import (
+from agents.common.supervised import (
     Metrics,
     ProgressFn,
+    SupervisedPolicy,
     TrainingState,
     apply_gradients,
-    check_dataset,
     check_obs_window,
-    check_spec,
-    check_steps,
-    fit,
-    init_training_state,
-    to_device,
+    train_supervised,
 )
-from agents.common.policy import Normalizer, PolicySpec
+from agents.common.policy import PolicySpec
 from agents.ibc import losses
 from agents.ibc.config import IBCConfig
 from agents.ibc.networks import make_energy_network
@@ -195,21 +191,10 @@ def predict_normalized(
     return best.reshape(batch_size, -1, action_dim), energy
 
 
-class IBCPolicy:
+class IBCPolicy(SupervisedPolicy):
     """Implicit BC; implements `agents.common.policy.Policy`. Stochastic: results depend on `key`."""
 
     name: ClassVar[str] = "ibc"
-
-    def __init__(self, spec: PolicySpec, config: IBCConfig, params: Any, normalizer: Normalizer):
-        check_spec("IBCPolicy", spec, config.spec_for(spec.obs_dim, spec.action_dim))
-        self.spec = spec
-        self.config = config
-        self.params = to_device(params)
-        self.normalizer = normalizer
-
-    @classmethod
-    def from_parts(cls, *, spec: PolicySpec, config: IBCConfig, params: Any, normalizer: Normalizer) -> "IBCPolicy":
-        return cls(spec, config, params, normalizer)
 
     def reset(self, batch_size: int) -> None:
         """Nothing to clear: IBC has no memory between calls."""
@@ -244,25 +229,17 @@ def train_ibc(
     `dataset` is a `tasks.reader.WindowDataset` built with
     `config.spec_for(...)`'s horizons (To = Tp = 2, action offset -1 by
     default). History entries add "accuracy", "energy_expert",
-    "energy_counter" and "lr" to the shared ones (see `agents.bc.agent.fit`).
+    "energy_counter" and "lr" to the shared ones (see `agents.common.supervised.fit`).
     """
-    spec = config.spec_for(int(dataset.obs_dim), int(dataset.action_dim))
-    check_dataset("train_ibc", dataset, spec)
-    check_steps("train_ibc", steps)
-    normalizer = Normalizer.from_dataset(dataset, seed=seed)
-    init_key, loop_key = jax.random.split(jax.random.PRNGKey(seed))
-    state = init_training_state(init_params(init_key, config, spec), make_optimizer(config, steps))
-    update_fn = functools.partial(update, config=config, total_steps=int(steps))
-    state, history = fit(
+    spec, normalizer, params, history = train_supervised(
+        "train_ibc",
         dataset,
-        normalizer,
-        state,
-        update_fn,
-        batch_size=config.batch_size,
+        config,
         steps=steps,
         seed=seed,
-        key=loop_key,
+        init_params=init_params,
+        optimizer=make_optimizer(config, steps),
+        make_update=lambda spec: functools.partial(update, config=config, total_steps=int(steps)),
         on_progress=on_progress,
-        owner="train_ibc",
     )
-    return IBCPolicy(spec, config, state.params, normalizer), history
+    return IBCPolicy(spec, config, params, normalizer), history

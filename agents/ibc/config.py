@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.bc.config import (
-    check_choice,
+from agents.common.checks import (
     check_dims,
     check_int,
+    check_network_and_adam,
     check_non_negative,
     check_positive,
     check_unit_interval,
 )
-from agents.common.networks import ACTIVATION_NAMES
 from agents.common.policy import PolicySpec
 
 PAPER_TRAINING_STEPS = 1_000_000  # RP1M Table 6 "Training Steps 1M"
@@ -99,7 +98,6 @@ class IBCConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_dims", check_dims("IBCConfig", "hidden_dims", self.hidden_dims))
-        check_choice("IBCConfig", "activation", self.activation, ACTIVATION_NAMES)
         check_unit_interval("IBCConfig", "dropout_rate", self.dropout_rate)
         for name in ("num_counter_examples", "inference_samples", "inference_iterations", "batch_size"):
             check_int("IBCConfig", name, getattr(self, name), minimum=1)
@@ -108,11 +106,9 @@ class IBCConfig:
         check_int("IBCConfig", "lr_warmup_steps", self.lr_warmup_steps, minimum=0)
         check_non_negative("IBCConfig", "noise_std", self.noise_std)
         check_unit_interval("IBCConfig", "noise_shrink", self.noise_shrink, closed_high=True)
-        for name in ("temperature", "learning_rate", "adam_eps"):
-            check_positive("IBCConfig", name, getattr(self, name))
+        check_positive("IBCConfig", "temperature", self.temperature)
         check_non_negative("IBCConfig", "weight_decay", self.weight_decay)
-        check_unit_interval("IBCConfig", "adam_b1", self.adam_b1)
-        check_unit_interval("IBCConfig", "adam_b2", self.adam_b2)
+        check_network_and_adam("IBCConfig", self)
         if not isinstance(self.score_pred_horizon, bool):
             raise ValueError(f"IBCConfig.score_pred_horizon must be a bool, got {self.score_pred_horizon!r}")
         # The chunk starts at the first observed step; the current step's
