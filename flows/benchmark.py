@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
 
 from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.common import Progress, error_of, failed
 from tasks.benchmark import (
     BenchmarkConfig,
     evaluate_task,
@@ -40,20 +40,10 @@ from tasks.benchmark import (
     write_plan,
 )
 
-from flows.collect import _error_of, _failed  # the same failure checks as the collect flow
 
-_progress_hook: Callable[[str, dict], None] | None = None
-
-
-def set_progress_hook(hook: Callable[[str, dict], None] | None) -> None:
-    """A callback (event, info) the CLI uses to draw progress; None to remove."""
-    global _progress_hook
-    _progress_hook = hook
-
-
-def _emit(event: str, **info) -> None:
-    if _progress_hook is not None:
-        _progress_hook(event, info)
+_progress = Progress()
+set_progress_hook = _progress.set_hook  # the CLI draws progress through this
+_emit = _progress.emit
 
 
 @flow(name="benchmark", log_prints=False)
@@ -112,8 +102,8 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
         if future is None:
             continue
         wait([future])
-        if _failed(future):
-            entry.update(status="failed", stage="train", error=_error_of(future))
+        if failed(future):
+            entry.update(status="failed", stage="train", error=error_of(future))
             logger.warning("%s (%d songs): training failed: %s", entry["method"], entry["train_songs"],
                            entry["error"][:300])
         else:
@@ -126,12 +116,12 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
             _emit("evaluated", **cell)
             continue
         wait([future])
-        if _failed(future):
+        if failed(future):
             training = next(p for p in policies if p.get("policy_key") == cell["policy_key"])
             if training["status"] == "failed":
                 cell.update(status="skipped", error="training failed")
             else:
-                cell.update(status="failed", stage="evaluate", error=_error_of(future))
+                cell.update(status="failed", stage="evaluate", error=error_of(future))
                 logger.warning("%s on %s: evaluation failed: %s", cell["method"], cell["group"], cell["error"][:300])
         else:
             result = future.result()

@@ -29,12 +29,12 @@ import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
 
 from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.common import Progress, error_of, failed
 from tasks.collect import (
     CollectConfig,
     prepare_song_task,
@@ -47,32 +47,9 @@ from tasks.collect import (
     write_song_task,
 )
 
-_progress_hook: Callable[[str, dict], None] | None = None
-
-
-def set_progress_hook(hook: Callable[[str, dict], None] | None) -> None:
-    """A callback (event, info) the CLI uses to draw progress; None to remove."""
-    global _progress_hook
-    _progress_hook = hook
-
-
-def _emit(event: str, **info) -> None:
-    if _progress_hook is not None:
-        _progress_hook(event, info)
-
-
-def _error_of(future) -> str:
-    try:
-        future.result(raise_on_failure=True)
-    except BaseException as exc:  # noqa: BLE001 - the message is the point
-        return f"{type(exc).__name__}: {exc}"[:2000]
-    return ""
-
-
-def _failed(future) -> bool:
-    state = future.state
-    return state.is_failed() or state.is_crashed() or state.is_cancelled() or (
-        state.is_pending() and state.name == "NotReady")
+_progress = Progress()
+set_progress_hook = _progress.set_hook  # the CLI draws progress through this
+_emit = _progress.emit
 
 
 @flow(name="collect", log_prints=False)
@@ -89,8 +66,8 @@ def collect_flow(config: CollectConfig) -> dict:
     wait(list(plan_futures.values()))
     plans = {}
     for ref, future in plan_futures.items():
-        if _failed(future):
-            songs[ref] = {"ref": ref, "status": "failed", "stage": "prepare", "error": _error_of(future)}
+        if failed(future):
+            songs[ref] = {"ref": ref, "status": "failed", "stage": "prepare", "error": error_of(future)}
             logger.warning("%s: cannot be prepared: %s", ref, songs[ref]["error"])
         else:
             plans[ref] = future.result()
@@ -147,16 +124,16 @@ def collect_flow(config: CollectConfig) -> dict:
                 if future is None:
                     continue
                 wait([future])
-                if failure is None and _failed(future) and future.state.name != "NotReady":
-                    failure = {"stage": stage, "chunk_id": chunk["chunk_id"], "error": _error_of(future)}
+                if failure is None and failed(future) and future.state.name != "NotReady":
+                    failure = {"stage": stage, "chunk_id": chunk["chunk_id"], "error": error_of(future)}
                 elif future.state.is_completed():
                     executors.append({"stage": stage, "chunk_id": chunk["chunk_id"],
                                       "executor": future.result().get("executor")})
             _emit("chunk", ref=ref, chunk_id=chunk["chunk_id"])
         if ref in write_futures:
             wait([write_futures[ref]])
-            if failure is None and _failed(write_futures[ref]):
-                failure = {"stage": "write", "error": _error_of(write_futures[ref])}
+            if failure is None and failed(write_futures[ref]):
+                failure = {"stage": "write", "error": error_of(write_futures[ref])}
         if failure:
             record.update(status="failed", **failure)
             logger.warning("%s: failed at %s: %s", ref, failure["stage"], failure["error"][:300])
