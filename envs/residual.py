@@ -57,12 +57,25 @@ class ResidualConfig:
         0 keeps the RP1M reward unchanged (PianoMime Fig. 7: best F1 at 0).
       mimic_margin: distance (m) at which the mimic term has fallen to 0.1
         (Gaussian tolerance as the RP1M OT term, which is 1 within 0.01 m).
+      warmup_noise: std of the zero-mean Gaussian residual (clipped to
+        [-1, 1]) played during the agent's warm-up, in place of DroQ's uniform
+        random actions (ours). Uniform residuals in [-1, 1] would fill the
+        replay buffer with episodes far from the nominal, which plays well on
+        its own; residual RL explores around the nominal (Silver et al. 2018,
+        PianoMime's [12]).
+      init_temperature: initial entropy temperature of the residual agent
+        (replaces the profile's `DroQConfig.init_temperature`, 1.0). A small
+        start keeps the first policies near the nominal instead of pushing
+        them toward maximum entropy; PianoMime trains with PPO and an entropy
+        coefficient of 0 (Appendix Table 6). The temperature is still learned.
       nominal: how the nominal trajectory is planned and solved.
     """
 
     scale: float = 0.25
     mimic_weight: float = 0.0
     mimic_margin: float = 0.05
+    warmup_noise: float = 0.1
+    init_temperature: float = 0.01
     nominal: NominalConfig = dataclasses.field(default_factory=NominalConfig)
 
     def __post_init__(self) -> None:
@@ -72,6 +85,10 @@ class ResidualConfig:
             raise ValueError(f"ResidualConfig.mimic_weight={self.mimic_weight}: must be >= 0")
         if self.mimic_margin <= 0:
             raise ValueError(f"ResidualConfig.mimic_margin={self.mimic_margin}: must be > 0")
+        if not 0.0 <= self.warmup_noise <= 1.0:
+            raise ValueError(f"ResidualConfig.warmup_noise={self.warmup_noise}: must be in [0, 1]")
+        if not self.init_temperature > 0:
+            raise ValueError(f"ResidualConfig.init_temperature={self.init_temperature}: must be > 0")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,7 +1,8 @@
 """Training one DroQ specialist on one chunk (RP1M section 4, Appendix A.2).
 
 `train_specialist(chunk, work_dir, profile)` runs the off-policy loop:
-uniform random actions for the warm-up, then the DroQ policy with one
+uniform random actions for the warm-up (small Gaussian residuals for the
+residual kind), then the DroQ policy with one
 gradient update every `update_interval` env steps (RP1M Table 4), a
 deterministic evaluation episode (P/R/F1) every `eval_every` steps, and a
 checkpoint every `checkpoint_every` steps.
@@ -279,7 +280,11 @@ def train_specialist(
         log.info("%s: ik specialist F1 %.3f", chunk.chunk_id, point["f1"])
         return manifest
     cfg = profile.agent
+    if kind == "residual":
+        cfg = dataclasses.replace(cfg, init_temperature=residual_config.init_temperature)
     state = droq.init(jax.random.PRNGKey(seed), obs_dim, action_dim, cfg)
+    if kind == "residual":  # start from the nominal: a zero residual (restored checkpoints replace it)
+        state = droq.zero_mean_head(state)
     buffer = ReplayBuffer(obs_dim, action_dim, capacity=min(cfg.buffer_size, profile.total_steps))
     rng = np.random.default_rng(seed)
     step, curve, resumed_from = 0, [], None
@@ -307,6 +312,15 @@ def train_specialist(
             keep=profile.keep_checkpoints,
         )
 
+    if kind == "residual":  # explore around the nominal, not over the whole action range
+
+        def warmup_action(rng, n):
+            return np.clip(rng.normal(0.0, residual_config.warmup_noise, n), -1.0, 1.0).astype(np.float32)
+    else:
+
+        def warmup_action(rng, n):
+            return rng.uniform(-1.0, 1.0, size=n).astype(np.float32)
+
     policy_key = jax.random.PRNGKey(seed + 1)
     timestep = env.reset()
     obs = flatten_observation(timestep.observation)
@@ -314,7 +328,7 @@ def train_specialist(
     last_metrics: dict = {}
     while step < profile.total_steps:
         if step < cfg.warmup_steps:
-            action = rng.uniform(-1.0, 1.0, size=action_dim).astype(np.float32)
+            action = warmup_action(rng, action_dim)
         else:
             action = np.asarray(droq.sample_actions(state, obs, jax.random.fold_in(policy_key, step)))
         timestep = env.step(to_env_action(action, spec.minimum, spec.maximum))

@@ -11,6 +11,7 @@ from agents.droq.agent import (
     update_critic,
     update_step,
     update_temperature,
+    zero_mean_head,
 )
 from agents.droq.config import DroQConfig
 
@@ -26,4 +27,5 @@ __all__ = [
     "update_critic",
     "update_step",
     "update_temperature",
+    "zero_mean_head",
 ]

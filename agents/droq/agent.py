@@ -117,6 +117,20 @@ def init(
     )
 
 
+def zero_mean_head(state: DroQState) -> DroQState:
+    """The state with the actor's mean layer zeroed: the policy's mode is 0 for
+    every observation (its spread is untouched) until the first update moves it.
+
+    For residual policies, whose 0 is the nominal controller: training starts
+    from the nominal's behaviour instead of a random offset from it, the usual
+    initialisation of residual RL (Silver et al. 2018, "Residual policy
+    learning", sec. 4). Adam's moments are zero at init, so only the
+    parameters change.
+    """
+    params = {**state.actor.params, "mean": jax.tree_util.tree_map(jnp.zeros_like, state.actor.params["mean"])}
+    return state.replace(actor=state.actor.replace(params=params))
+
+
 def current_temperature(state: DroQState) -> jax.Array:
     """alpha as a scalar array."""
     return state.temperature.apply_fn({"params": state.temperature.params})

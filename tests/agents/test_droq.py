@@ -258,6 +258,19 @@ def test_sample_and_eval_actions_for_single_and_batched_observations():
     np.testing.assert_allclose(droq.eval_actions(state, obs), jnp.tanh(mean), rtol=1e-6)
 
 
+def test_zero_mean_head_makes_the_mode_zero_and_still_learns():
+    state = droq.zero_mean_head(droq.init(jax.random.PRNGKey(0), OBS_DIM, ACTION_DIM, SMALL_CONFIG))
+    obs = np.random.default_rng(0).normal(size=(16, OBS_DIM)).astype(np.float32)
+    np.testing.assert_array_equal(droq.eval_actions(state, obs), np.zeros((16, ACTION_DIM)))
+    # the spread is untouched: sampled actions still explore
+    assert float(jnp.abs(droq.sample_actions(state, obs, jax.random.PRNGKey(1))).max()) > 0.05
+    # same pytree as a fresh state (checkpoint templates and jit caches keep working)
+    fresh = droq.init(jax.random.PRNGKey(0), OBS_DIM, ACTION_DIM, SMALL_CONFIG)
+    assert jax.tree_util.tree_structure(state) == jax.tree_util.tree_structure(fresh)
+    updated, _ = droq.update(state, random_batch(np.random.default_rng(1)))
+    assert np.abs(np.asarray(droq.eval_actions(updated, obs))).max() > 0
+
+
 # --- learning ----------------------------------------------------------------
 
 _BANDIT_W = np.array([[0.8, -0.4, 0.2], [0.1, 0.5, -0.7]], np.float32)

@@ -41,6 +41,10 @@ def test_config_errors_name_the_field():
         ResidualConfig(scale=0.0)
     with pytest.raises(ValueError, match="mimic_weight"):
         ResidualConfig(mimic_weight=-1.0)
+    with pytest.raises(ValueError, match="warmup_noise"):
+        ResidualConfig(warmup_noise=2.0)
+    with pytest.raises(ValueError, match="init_temperature"):
+        ResidualConfig(init_temperature=0.0)
     with pytest.raises(ValueError, match=r"unknown fields \['scal'\]"):
         ResidualConfig.from_dict({"scal": 0.1})
     assert ResidualConfig.from_dict(ResidualConfig(scale=0.5).as_dict()) == ResidualConfig(scale=0.5)

@@ -88,3 +88,21 @@ def test_residual_specialist_trains_and_resumes_as_droq(tmp_path, chunk):
     assert [p["step"] for p in curve] == [120, 240]
     again = train_specialist(chunk, tmp_path / "res", "smoke", kind="residual")
     assert again["run_key"] == manifest["run_key"] and again["train_seconds_this_run"] == manifest["train_seconds_this_run"]
+
+
+def test_residual_specialist_starts_from_the_nominal(tmp_path, chunk):
+    """Before its first update the residual policy's mode is 0, so it plays exactly the
+    ik specialist; its warm-up explores with small Gaussian residuals, not uniform ones."""
+    smoke = get_profile("smoke")
+    profile = replace(smoke, name="warmup-only", total_steps=2 * N_STEPS, eval_every=N_STEPS,
+                      checkpoint_every=N_STEPS, agent=replace(smoke.agent, warmup_steps=3 * N_STEPS))
+    ik = train_specialist(chunk, tmp_path / "ik", "smoke", kind="ik")
+    res = train_specialist(chunk, tmp_path / "res", profile, kind="residual")
+    assert [p["f1"] for p in res["curve"]] == [ik["final"]["f1"]] * 2
+    assert [p["return"] for p in res["curve"]] == pytest.approx([ik["final"]["return"]] * 2)
+    from agents.common import latest_checkpoint
+
+    # the replay buffer of the checkpoint at step N_STEPS: all warm-up actions
+    actions = np.load(latest_checkpoint(tmp_path / "res" / "checkpoints") / "arrays" / "actions.npy")
+    assert actions.shape == (N_STEPS, 39)
+    assert 0.03 < actions.std() < 0.2 and np.abs(actions).max() < 0.6  # ResidualConfig.warmup_noise = 0.1
