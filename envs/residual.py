@@ -59,10 +59,15 @@ class ResidualConfig:
         (Gaussian tolerance as the RP1M OT term, which is 1 within 0.01 m).
       warmup_noise: std of the zero-mean Gaussian residual (clipped to
         [-1, 1]) played during the agent's warm-up, in place of DroQ's uniform
-        random actions (ours). Uniform residuals in [-1, 1] would fill the
+        random actions, and the initial policy's pre-tanh std (ours). Uniform residuals in [-1, 1] would fill the
         replay buffer with episodes far from the nominal, which plays well on
         its own; residual RL explores around the nominal (Silver et al. 2018,
         PianoMime's [12]).
+      critic_burn_in: env steps after the warm-up during which only the critic
+        learns while the policy stays at its initial zero-mean, warmup_noise
+        spread (Silver et al. 2018's burn-in: the critic first learns the
+        nominal's values, so the first actor steps follow a useful gradient
+        instead of pulling the residual away from the nominal).
       init_temperature: initial entropy temperature of the residual agent
         (replaces the profile's `DroQConfig.init_temperature`, 1.0). A small
         start keeps the first policies near the nominal instead of pushing
@@ -75,6 +80,7 @@ class ResidualConfig:
     mimic_weight: float = 0.0
     mimic_margin: float = 0.05
     warmup_noise: float = 0.1
+    critic_burn_in: int = 5000
     init_temperature: float = 0.01
     nominal: NominalConfig = dataclasses.field(default_factory=NominalConfig)
 
@@ -87,6 +93,8 @@ class ResidualConfig:
             raise ValueError(f"ResidualConfig.mimic_margin={self.mimic_margin}: must be > 0")
         if not 0.0 <= self.warmup_noise <= 1.0:
             raise ValueError(f"ResidualConfig.warmup_noise={self.warmup_noise}: must be in [0, 1]")
+        if isinstance(self.critic_burn_in, bool) or not isinstance(self.critic_burn_in, int) or self.critic_burn_in < 0:
+            raise ValueError(f"ResidualConfig.critic_burn_in={self.critic_burn_in!r}: must be an int >= 0")
         if not self.init_temperature > 0:
             raise ValueError(f"ResidualConfig.init_temperature={self.init_temperature}: must be > 0")
 

@@ -2,7 +2,7 @@
 
 `train_specialist(chunk, work_dir, profile)` runs the off-policy loop:
 uniform random actions for the warm-up (small Gaussian residuals for the
-residual kind), then the DroQ policy with one
+residual kind, whose critic then also learns alone for a burn-in), then the DroQ policy with one
 gradient update every `update_interval` env steps (RP1M Table 4), a
 deterministic evaluation episode (P/R/F1) every `eval_every` steps, and a
 checkpoint every `checkpoint_every` steps.
@@ -283,8 +283,10 @@ def train_specialist(
     if kind == "residual":
         cfg = dataclasses.replace(cfg, init_temperature=residual_config.init_temperature)
     state = droq.init(jax.random.PRNGKey(seed), obs_dim, action_dim, cfg)
+    actor_from = cfg.warmup_steps  # first env step at which the actor learns
     if kind == "residual":  # start from the nominal: a zero residual (restored checkpoints replace it)
-        state = droq.zero_mean_head(state)
+        state = droq.zero_mean_head(state, std=residual_config.warmup_noise)
+        actor_from += residual_config.critic_burn_in
     buffer = ReplayBuffer(obs_dim, action_dim, capacity=min(cfg.buffer_size, profile.total_steps))
     rng = np.random.default_rng(seed)
     step, curve, resumed_from = 0, [], None
@@ -340,7 +342,7 @@ def train_specialist(
         if step >= cfg.warmup_steps and step % cfg.update_interval == 0:
             n = cfg.num_updates_per_call
             batch = buffer.sample(rng, cfg.batch_size, num_batches=n if n > 1 else None)
-            state, metrics = droq.update(state, batch)
+            state, metrics = droq.update(state, batch, train_actor=step >= actor_from)
             last_metrics = metrics
         if timestep.last():
             timestep = env.reset()

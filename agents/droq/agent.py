@@ -117,17 +117,25 @@ def init(
     )
 
 
-def zero_mean_head(state: DroQState) -> DroQState:
+def zero_mean_head(state: DroQState, std: float | None = None) -> DroQState:
     """The state with the actor's mean layer zeroed: the policy's mode is 0 for
-    every observation (its spread is untouched) until the first update moves it.
+    every observation until the first actor update moves it. With `std`, the
+    log-std layer is also set to output log(std) everywhere, so the policy
+    starts as tanh(N(0, std^2)) noise around 0.
 
     For residual policies, whose 0 is the nominal controller: training starts
     from the nominal's behaviour instead of a random offset from it, the usual
     initialisation of residual RL (Silver et al. 2018, "Residual policy
-    learning", sec. 4). Adam's moments are zero at init, so only the
-    parameters change.
+    learning": last layer initialised to zero). Adam's moments are zero at
+    init, so only the parameters change.
     """
     params = {**state.actor.params, "mean": jax.tree_util.tree_map(jnp.zeros_like, state.actor.params["mean"])}
+    if std is not None:
+        if not std > 0:
+            raise ValueError(f"zero_mean_head: std must be > 0, got {std!r}")
+        head = state.actor.params["log_std"]
+        params["log_std"] = {"kernel": jnp.zeros_like(head["kernel"]),
+                             "bias": jnp.full_like(head["bias"], float(np.log(std)))}
     return state.replace(actor=state.actor.replace(params=params))
 
 
@@ -194,10 +202,16 @@ def update_temperature(state: DroQState, entropy: jax.Array) -> tuple[DroQState,
     return state.replace(temperature=state.temperature.apply_gradients(grads=grads)), info
 
 
-def update_step(state: DroQState, batch: Batch) -> tuple[DroQState, Metrics]:
-    """A single (unjitted) DroQ update on a batch with leading shape (B,)."""
+def update_step(state: DroQState, batch: Batch, train_actor: bool = True) -> tuple[DroQState, Metrics]:
+    """A single (unjitted) DroQ update on a batch with leading shape (B,).
+
+    With `train_actor` False only the critic (and its target) learn: a critic
+    burn-in that evaluates the current, fixed policy.
+    """
     rng, critic_key, actor_key = jax.random.split(state.rng, 3)
     state, critic_info = update_critic(state, batch, critic_key)
+    if not train_actor:
+        return state.replace(rng=rng), critic_info
     state, actor_info = update_actor(state, batch, actor_key)
     state, temperature_info = update_temperature(state, actor_info["entropy"])
     return state.replace(rng=rng), {**critic_info, **actor_info, **temperature_info}
@@ -211,16 +225,21 @@ def _as_batch(batch: Batch | Mapping[str, Any]) -> Batch:
     raise TypeError(f"batch must be a Batch or a mapping of its fields, got {type(batch)}")
 
 
-@jax.jit
-def _update(state: DroQState, batch: Batch) -> tuple[DroQState, Metrics]:
+@functools.partial(jax.jit, static_argnames="train_actor")
+def _update(state: DroQState, batch: Batch, train_actor: bool = True) -> tuple[DroQState, Metrics]:
+    step = functools.partial(update_step, train_actor=train_actor)
     if state.config.num_updates_per_call == 1:
-        return update_step(state, batch)
-    state, infos = jax.lax.scan(update_step, state, batch)
+        return step(state, batch)
+    state, infos = jax.lax.scan(step, state, batch)
     return state, jax.tree_util.tree_map(jnp.mean, infos)
 
 
-def update(state: DroQState, batch: Batch | Mapping[str, Any]) -> tuple[DroQState, Metrics]:
+def update(state: DroQState, batch: Batch | Mapping[str, Any], *, train_actor: bool = True
+           ) -> tuple[DroQState, Metrics]:
     """`config.num_updates_per_call` DroQ updates; returns the new state and metrics.
+
+    `train_actor=False` updates only the critic and its target (the metrics
+    are then critic_loss, q_mean, target_q_mean).
 
     With num_updates_per_call == 1 every batch field has leading shape (B,);
     with N > 1 it has (N, B) and the N updates run sequentially in `lax.scan`
@@ -248,7 +267,7 @@ def update(state: DroQState, batch: Batch | Mapping[str, Any]) -> tuple[DroQStat
                 f"num_updates_per_call={num_updates} needs batch fields with leading axis "
                 f"{num_updates}, got leading shapes {leading}"
             )
-    return _update(state, batch)
+    return _update(state, batch, train_actor=bool(train_actor))
 
 
 @functools.partial(jax.jit, static_argnames="apply_fn")

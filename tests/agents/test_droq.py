@@ -271,6 +271,25 @@ def test_zero_mean_head_makes_the_mode_zero_and_still_learns():
     assert np.abs(np.asarray(droq.eval_actions(updated, obs))).max() > 0
 
 
+def test_zero_mean_head_with_std_and_critic_only_updates():
+    state = droq.zero_mean_head(droq.init(jax.random.PRNGKey(0), OBS_DIM, ACTION_DIM, SMALL_CONFIG), std=0.1)
+    obs = np.random.default_rng(0).normal(size=(4096, OBS_DIM)).astype(np.float32)
+    _, log_std = state.actor.apply_fn({"params": state.actor.params}, obs)
+    np.testing.assert_allclose(log_std, np.log(0.1), rtol=1e-6)
+    samples = np.asarray(droq.sample_actions(state, obs, jax.random.PRNGKey(2)))
+    assert abs(samples.std() - 0.1) < 0.005  # tanh(N(0, 0.01)) is nearly N(0, 0.01)
+    with pytest.raises(ValueError, match="std"):
+        droq.zero_mean_head(state, std=0.0)
+    # burn-in: the critic moves, the actor and temperature stay
+    critic_only, metrics = droq.update(state, random_batch(np.random.default_rng(1)), train_actor=False)
+    assert set(metrics) == {"critic_loss", "q_mean", "target_q_mean"}
+    for a, b in zip(jax.tree_util.tree_leaves(critic_only.actor.params), jax.tree_util.tree_leaves(state.actor.params)):
+        np.testing.assert_array_equal(a, b)
+    assert float(droq.current_temperature(critic_only)) == float(droq.current_temperature(state))
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(critic_only.critic.params),
+                                                         jax.tree_util.tree_leaves(state.critic.params)))
+
+
 # --- learning ----------------------------------------------------------------
 
 _BANDIT_W = np.array([[0.8, -0.4, 0.2], [0.1, 0.5, -0.7]], np.float32)
