@@ -18,6 +18,7 @@ resume like any specialist, so an interrupted run continues where it was.
     python benchmarks/sample_efficiency.py                        # cpu budget, default chunks
     python benchmarks/sample_efficiency.py --steps 10000 --eval-every 2500
     python benchmarks/sample_efficiency.py --chunk robopianist:CMajorScaleTwoHands:0 --methods ik,residual
+    python benchmarks/sample_efficiency.py --jobs 2                # two specialists at a time
 
 Targets (issue 6): ik F1 >= 0.6 on the easy chunks; residual reaches an F1
 that droq does not reach within the budget, and >= 0.85 on the easy chunks.
@@ -66,15 +67,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="override the profile's env steps")
     parser.add_argument("--eval-every", type=int, help="override the profile's evaluation interval")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="specialists trained at once (processes)")
     parser.add_argument("--work", type=Path, default=Path(".cache/sample_efficiency"))
     parser.add_argument("--out", type=Path, default=Path("datasets/reports/sample_efficiency"))
     args = parser.parse_args()
 
-    import logging
+    from tasks.specialist import get_profile
 
-    from tasks.specialist import get_profile, train_specialist
-
-    logging.getLogger("tasks").setLevel(logging.INFO)
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs {args.jobs}: must be >= 1")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = sorted(set(methods) - set(METHODS))
     if bad:
@@ -90,25 +91,34 @@ def main() -> None:
     if changes:
         profile = dataclasses.replace(profile, name=f"{profile.name}-custom", **changes)
 
-    results = []
+    specs = args.chunk or list(DEFAULT_CHUNKS)
+    chunks = {spec: _load_chunk(spec) for spec in specs}
+    results = [{"chunk": spec, "chunk_id": chunks[spec].chunk_id, "n_steps": chunks[spec].n_steps, "methods": {}}
+               for spec in specs]
+    rows = {row["chunk"]: row for row in results}
+    jobs = [(spec, method) for spec in specs for method in methods]
     started = time.perf_counter()
-    for spec in args.chunk or DEFAULT_CHUNKS:
-        chunk = _load_chunk(spec)
-        row = {"chunk": spec, "chunk_id": chunk.chunk_id, "n_steps": chunk.n_steps, "methods": {}}
-        for method in methods:
-            t0 = time.perf_counter()
-            manifest = train_specialist(chunk, args.work / chunk.chunk_id / method, profile, seed=args.seed,
-                                        kind=method)
-            curve = [{k: round(float(p[k]), 4) for k in ("step", "precision", "recall", "f1", "return")}
-                     for p in manifest["curve"]]
-            best = max(curve, key=lambda p: p["f1"])
-            row["methods"][method] = {"curve": curve, "best_f1": best["f1"], "best_at_step": int(best["step"]),
-                                      "final_f1": curve[-1]["f1"], "steps": manifest["steps"],
-                                      "seconds": round(time.perf_counter() - t0, 1)}
-            _save(args, profile, methods, results + [row], started)
-            print(f"{spec} {method}: best F1 {best['f1']:.3f} at step {int(best['step'])}, "
-                  f"final {curve[-1]['f1']:.3f} ({manifest['steps']} steps)", flush=True)
-        results.append(row)
+
+    def record(spec: str, method: str, entry: dict) -> None:
+        rows[spec]["methods"][method] = entry
+        _save(args, profile, methods, [r for r in results if r["methods"]], started)
+        print(f"{spec} {method}: best F1 {entry['best_f1']:.3f} at step {entry['best_at_step']}, "
+              f"final {entry['final_f1']:.3f} ({entry['steps']} steps, {entry['seconds']:.0f} s)", flush=True)
+
+    if args.jobs <= 1:
+        for spec, method in jobs:
+            record(spec, method, _train_one(spec, method, profile, args.seed, args.work))
+    else:  # one specialist per process; each trains single-threaded, so N jobs use about N cores
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_one, spec, method, profile, args.seed, args.work): (spec, method)
+                       for spec, method in jobs}
+            for future in as_completed(futures):
+                record(*futures[future], future.result())
+    for row in results:  # methods in the requested order
+        row["methods"] = {m: row["methods"][m] for m in methods}
 
     print()
     header = f"{'chunk':42s} {'steps':>6s} " + " ".join(f"{m:>9s}" for m in methods)
@@ -138,6 +148,29 @@ def main() -> None:
     _save(args, profile, methods, results, started, ratios)
     _plot(results, methods, profile, args.out / "sample_efficiency.png")
     print(f"\nwrote {args.out / 'sample_efficiency.json'} and {args.out / 'sample_efficiency.png'}")
+
+
+def _train_one(spec: str, method: str, profile, seed: int, work: Path) -> dict:
+    """Trains (or reuses) one method's specialist on one chunk; its learning curve and timing."""
+    import logging
+
+    from tasks.specialist import train_specialist
+
+    package_log = logging.getLogger("tasks")  # progress lines; absl owns the root logger
+    if not package_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [{method}] %(message)s"))
+        package_log.addHandler(handler)
+        package_log.propagate = False
+    package_log.setLevel(logging.INFO)
+    chunk = _load_chunk(spec)
+    t0 = time.perf_counter()
+    manifest = train_specialist(chunk, work / chunk.chunk_id / method, profile, seed=seed, kind=method)
+    curve = [{k: round(float(p[k]), 4) for k in ("step", "precision", "recall", "f1", "return")}
+             for p in manifest["curve"]]
+    best = max(curve, key=lambda p: p["f1"])
+    return {"curve": curve, "best_f1": best["f1"], "best_at_step": int(best["step"]),
+            "final_f1": curve[-1]["f1"], "steps": manifest["steps"], "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _save(args, profile, methods, results, started, ratios=None) -> None:
