@@ -158,10 +158,10 @@ def _train_one(spec: str, method: str, profile, seed: int, work: Path) -> dict:
 
     package_log = logging.getLogger("tasks")  # progress lines; absl owns the root logger
     if not package_log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(f"%(asctime)s [{method}] %(message)s"))
-        package_log.addHandler(handler)
+        package_log.addHandler(logging.StreamHandler())
         package_log.propagate = False
+    for handler in package_log.handlers:  # a pool process runs several jobs: label this one
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [{method}] %(message)s"))
     package_log.setLevel(logging.INFO)
     chunk = _load_chunk(spec)
     t0 = time.perf_counter()
