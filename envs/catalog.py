@@ -181,7 +181,10 @@ def _time_limit(cpu_seconds: float | None):
         raise _Timeout()
 
     previous = signal.signal(signal.SIGPROF, _expired)
-    signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+    # Repeating: a raise that lands in a gc callback or __del__ is swallowed by
+    # Python as "unraisable" (JAX registers such a callback), so keep raising
+    # every 10 ms of CPU time until the block is left.
+    signal.setitimer(signal.ITIMER_PROF, cpu_seconds, 0.01)
     try:
         yield
     finally:

@@ -43,7 +43,13 @@ from tasks.benchmark import (
 
 _progress = Progress()
 set_progress_hook = _progress.set_hook  # the CLI draws progress through this
-_emit = _progress.emit
+
+
+def _emit(event: str, **info) -> None:
+    # A module function, not the bound method: Ray's runner pickles the flow's
+    # function by value, and a function is pickled by reference where a bound
+    # method would drag the CLI's hook (and its locks) along.
+    _progress.emit(event, **info)
 
 
 @flow(name="benchmark", log_prints=False)
