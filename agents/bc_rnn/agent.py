@@ -21,18 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from agents.common.supervised import (
-    Metrics,
-    ProgressFn,
-    SupervisedPolicy,
-    TrainingState,
-    apply_gradients,
-    check_obs_window,
-    train_supervised,
-)
 from agents.bc_rnn import losses
 from agents.bc_rnn.config import BCRNNConfig
 from agents.bc_rnn.networks import Carry, make_network, zero_carry
+from agents.common import supervised
 from agents.common.policy import Normalizer, PolicySpec
 
 
@@ -63,7 +55,7 @@ def init_params(key: jax.Array, config: BCRNNConfig, spec: PolicySpec) -> Any:
 
 @functools.partial(jax.jit, static_argnames=("config", "action_dim", "total_steps"))
 def update(
-    state: TrainingState,
+    state: supervised.TrainingState,
     obs: jax.Array,
     actions: jax.Array,
     key: jax.Array,
@@ -71,7 +63,7 @@ def update(
     config: BCRNNConfig,
     action_dim: int,
     total_steps: int,
-) -> tuple[TrainingState, Metrics]:
+) -> tuple[supervised.TrainingState, supervised.Metrics]:
     """One AdamW step on the L2 loss over all steps of normalized sequences obs (B, T, Do), actions (B, T, Da).
 
     `key` is unused (no dropout, deterministic head); kept for the shared signature.
@@ -81,7 +73,7 @@ def update(
     carry = zero_carry(config, obs.shape[0])
     grads, metrics = jax.grad(losses.sequence_mse_loss, has_aux=True)(state.params, apply_fn, carry, obs, actions)
     metrics["lr"] = learning_rate_schedule(config, total_steps)(state.step)
-    return apply_gradients(state, grads, make_optimizer(config, total_steps)), metrics
+    return supervised.apply_gradients(state, grads, make_optimizer(config, total_steps)), metrics
 
 
 @functools.partial(jax.jit, static_argnames=("config", "action_dim"))
@@ -93,7 +85,7 @@ def step_normalized(
     return carry, actions[:, 0]
 
 
-class BCRNNPolicy(SupervisedPolicy):
+class BCRNNPolicy(supervised.SupervisedPolicy):
     """Recurrent BC; implements `agents.common.policy.Policy`. Stateful: call `reset` per episode."""
 
     name: ClassVar[str] = "bc_rnn"
@@ -119,7 +111,7 @@ class BCRNNPolicy(SupervisedPolicy):
         carries the history. Without a prior `reset` the first call resets
         for its batch size; a different batch size afterwards is an error.
         """
-        obs = check_obs_window("BCRNNPolicy", self.spec, obs)
+        obs = supervised.check_obs_window("BCRNNPolicy", self.spec, obs)
         if self._carry is None:
             self.reset(obs.shape[0])
         elif obs.shape[0] != self._batch_size:
@@ -146,7 +138,7 @@ def train_bc_rnn(
     *,
     steps: int,
     seed: int,
-    on_progress: Optional[ProgressFn] = None,
+    on_progress: Optional[supervised.ProgressFn] = None,
 ) -> tuple[BCRNNPolicy, list[dict]]:
     """Fits a normalizer on `dataset` and trains the LSTM policy for `steps` gradient steps.
 
@@ -154,7 +146,7 @@ def train_bc_rnn(
     `config.spec_for(...)`'s horizons (seq_length observations and the
     actions at them). History entries add "last_step_loss" and "lr".
     """
-    spec, normalizer, params, history = train_supervised(
+    spec, normalizer, params, history = supervised.train_supervised(
         "train_bc_rnn",
         dataset,
         config,

@@ -19,15 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from agents.common.supervised import (
-    Metrics,
-    ProgressFn,
-    SupervisedPolicy,
-    TrainingState,
-    apply_gradients,
-    check_obs_window,
-    train_supervised,
-)
+from agents.common import supervised
 from agents.common.policy import PolicySpec
 from agents.ibc import losses
 from agents.ibc.config import IBCConfig
@@ -132,14 +124,14 @@ def init_params(key: jax.Array, config: IBCConfig, spec: PolicySpec) -> Any:
 
 @functools.partial(jax.jit, static_argnames=("config", "total_steps"))
 def update(
-    state: TrainingState,
+    state: supervised.TrainingState,
     obs: jax.Array,
     actions: jax.Array,
     key: jax.Array,
     *,
     config: IBCConfig,
     total_steps: int,
-) -> tuple[TrainingState, Metrics]:
+) -> tuple[supervised.TrainingState, supervised.Metrics]:
     """One AdamW step on the InfoNCE loss.
 
     obs (B, To, Do) and actions (B, Tp, Da) are normalized; the scored steps
@@ -160,7 +152,7 @@ def update(
     )
     optimizer = make_optimizer(config, total_steps)
     metrics["lr"] = learning_rate_schedule(config, total_steps)(state.step)
-    return apply_gradients(state, grads, optimizer), metrics
+    return supervised.apply_gradients(state, grads, optimizer), metrics
 
 
 @functools.partial(jax.jit, static_argnames=("config", "action_dim"))
@@ -191,7 +183,7 @@ def predict_normalized(
     return best.reshape(batch_size, -1, action_dim), energy
 
 
-class IBCPolicy(SupervisedPolicy):
+class IBCPolicy(supervised.SupervisedPolicy):
     """Implicit BC; implements `agents.common.policy.Policy`. Stochastic: results depend on `key`."""
 
     name: ClassVar[str] = "ibc"
@@ -201,7 +193,7 @@ class IBCPolicy(SupervisedPolicy):
 
     def predict_chunk(self, obs: np.ndarray, key: jax.Array) -> np.ndarray:
         """(B, To, obs_dim) raw observations -> (B, Ta, action_dim) env-unit actions (argmin of the DFO)."""
-        obs = check_obs_window("IBCPolicy", self.spec, obs)
+        obs = supervised.check_obs_window("IBCPolicy", self.spec, obs)
         scored, _ = predict_normalized(
             self.params,
             self.normalizer.normalize_obs(obs),
@@ -222,7 +214,7 @@ def train_ibc(
     *,
     steps: int,
     seed: int,
-    on_progress: Optional[ProgressFn] = None,
+    on_progress: Optional[supervised.ProgressFn] = None,
 ) -> tuple[IBCPolicy, list[dict]]:
     """Fits a normalizer on `dataset` and trains the energy model for `steps` InfoNCE steps.
 
@@ -231,7 +223,7 @@ def train_ibc(
     default). History entries add "accuracy", "energy_expert",
     "energy_counter" and "lr" to the shared ones (see `agents.common.supervised.fit`).
     """
-    spec, normalizer, params, history = train_supervised(
+    spec, normalizer, params, history = supervised.train_supervised(
         "train_ibc",
         dataset,
         config,
