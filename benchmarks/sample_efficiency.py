@@ -132,9 +132,9 @@ def main() -> None:
         m = row["methods"]
         r = {}
         if "residual" in m and "droq" in m:
-            r["residual / droq"] = round(m["residual"]["best_f1"] / max(m["droq"]["best_f1"], 1e-9), 2)
+            r["residual / droq"] = _ratio(m["residual"]["best_f1"], m["droq"]["best_f1"])
         if "residual" in m and "ik" in m:
-            r["residual / ik"] = round(m["residual"]["best_f1"] / max(m["ik"]["best_f1"], 1e-9), 2)
+            r["residual / ik"] = _ratio(m["residual"]["best_f1"], m["ik"]["best_f1"])
         ratios[row["chunk"]] = r
         if r:
             print(f"  {row['chunk']}: " + ", ".join(f"{k} = {v}" for k, v in r.items()))
@@ -148,6 +148,11 @@ def main() -> None:
     _save(args, profile, methods, results, started, ratios)
     _plot(results, methods, profile, args.out / "sample_efficiency.png")
     print(f"\nwrote {args.out / 'sample_efficiency.json'} and {args.out / 'sample_efficiency.png'}")
+
+
+def _ratio(a: float, b: float):
+    """a / b rounded, or None where b is 0 (the JSON says null rather than a huge number)."""
+    return round(a / b, 2) if b > 0 else None
 
 
 def _train_one(spec: str, method: str, profile, seed: int, work: Path) -> dict:
