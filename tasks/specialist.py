@@ -87,8 +87,18 @@ class TrainProfile:
                 raise ValueError(f"TrainProfile {self.name!r}: {name} must be positive, got {getattr(self, name)}")
 
     def digest(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str).encode()
+        payload = dataclasses.asdict(self)
+        for name, neutral in _LATER_AGENT_FIELDS.items():  # keep earlier specialists' keys
+            if payload["agent"].get(name) == neutral:
+                del payload["agent"][name]
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# DroQConfig fields added after specialists were trained and cached, with the
+# value that leaves training unchanged: at that value a field is left out of
+# `TrainProfile.digest`, so adding it does not invalidate finished specialists.
+_LATER_AGENT_FIELDS = {"actor_prior_weight": 0.0}
 
 
 PROFILES: dict[str, TrainProfile] = {
@@ -281,7 +291,8 @@ def train_specialist(
         return manifest
     cfg = profile.agent
     if kind == "residual":
-        cfg = dataclasses.replace(cfg, init_temperature=residual_config.init_temperature)
+        cfg = dataclasses.replace(cfg, init_temperature=residual_config.init_temperature,
+                                  actor_prior_weight=residual_config.prior_weight)
     state = droq.init(jax.random.PRNGKey(seed), obs_dim, action_dim, cfg)
     actor_from = cfg.warmup_steps  # first env step at which the actor learns
     if kind == "residual":  # start from the nominal: a zero residual (restored checkpoints replace it)

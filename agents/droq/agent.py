@@ -187,6 +187,7 @@ def update_actor(state: DroQState, batch: Batch, key: jax.Array) -> tuple[DroQSt
         current_temperature(state),
         batch.observations,
         key,
+        prior_weight=state.config.actor_prior_weight,
     )
     return state.replace(actor=state.actor.apply_gradients(grads=grads)), info
 

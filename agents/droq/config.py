@@ -47,6 +47,11 @@ class DroQConfig:
         original heuristic is -action_dim).
       backup_entropy: include -alpha * log pi(a'|s') in the critic target
         (soft Bellman backup). True as robopianist-rl.
+      actor_prior_weight: weight of a penalty on the squared deterministic
+        action ||tanh(mean)||^2 in the actor loss, whose Q term is then divided
+        by the batch's mean |Q| (TD3+BC, Fujimoto & Gu 2021, with the zero
+        action as the prior; `losses.actor_loss`). 0 (the default) is plain
+        SAC as RP1M; residual specialists use it to stay near the nominal.
       log_std_min, log_std_max: clip range of the actor's log-std (robopianist-rl).
       batch_size: transitions per gradient step. RP1M Table 4: 256.
       update_interval: env steps between update calls in the training loop.
@@ -77,6 +82,7 @@ class DroQConfig:
     init_temperature: float = 1.0
     target_entropy: Optional[float] = None
     backup_entropy: bool = True
+    actor_prior_weight: float = 0.0
     log_std_min: float = -20.0
     log_std_max: float = 2.0
     batch_size: int = 256
@@ -114,6 +120,11 @@ class DroQConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"DroQConfig.{name} must be a finite number > 0, got {value!r}")
+        if not (isinstance(self.actor_prior_weight, (int, float)) and not isinstance(self.actor_prior_weight, bool)
+                and math.isfinite(self.actor_prior_weight) and self.actor_prior_weight >= 0):
+            raise ValueError(
+                f"DroQConfig.actor_prior_weight must be a finite number >= 0, got {self.actor_prior_weight!r}"
+            )
         _check_range("adam_b1", self.adam_b1, 0.0, 1.0, high_open=True)
         _check_range("adam_b2", self.adam_b2, 0.0, 1.0, high_open=True)
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):

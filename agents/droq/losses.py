@@ -120,11 +120,20 @@ def actor_loss(
     temperature: jax.Array,
     observations: jax.Array,
     key: jax.Array,
+    prior_weight: float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """SAC policy loss E[alpha * log pi(a|s) - mean_Q Q(s, a)], a ~ pi (reparametrised).
 
     Uses the ensemble mean (not min) with dropout active, as robopianist-rl and
     walk_in_the_park's DroQ.
+
+    With `prior_weight` > 0 the loss becomes TD3+BC's form (Fujimoto & Gu
+    2021) with the zero action as the behaviour to stay near:
+    E[alpha * log pi - Q] / E|Q| + prior_weight * E[||tanh(mean)||^2]. Dividing
+    by the (gradient-stopped) mean |Q| makes the weight independent of the
+    reward's scale; for a residual policy the zero action is the nominal
+    controller, so the penalty keeps the policy near it wherever the critic
+    does not show a clear gain (the critic is only trained near it).
     """
     action_key, dropout_key = jax.random.split(key)
     mean, log_std = actor_apply({"params": actor_params}, observations)
@@ -132,8 +141,14 @@ def actor_loss(
     qs = critic_apply(
         {"params": critic_params}, observations, actions, True, rngs={"dropout": dropout_key}
     )
-    loss = jnp.mean(temperature * log_probs - qs.mean(axis=0))
-    return loss, {"actor_loss": loss, "entropy": -log_probs.mean()}
+    q = qs.mean(axis=0)
+    loss = jnp.mean(temperature * log_probs - q)
+    info = {"entropy": -log_probs.mean()}
+    if prior_weight > 0:
+        prior = jnp.mean(jnp.sum(jnp.tanh(mean) ** 2, axis=-1))
+        loss = loss / (jax.lax.stop_gradient(jnp.abs(q).mean()) + 1e-6) + prior_weight * prior
+        info["prior"] = prior
+    return loss, {"actor_loss": loss, **info}
 
 
 def temperature_loss(

@@ -1,5 +1,7 @@
 """DroQ agent: config, hand-computed loss pieces, update mechanics, and learning a bandit."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -303,29 +305,69 @@ def _bandit_reward(obs, actions):
     return -np.sum((actions - _best_action(obs)) ** 2, axis=-1)
 
 
-def test_learns_a_contextual_bandit():
-    """One-step task: reward -||a - a*(s)||^2, a*(s) = 0.8 tanh(W s); every step terminal.
-
-    16 parallel "envs" per iteration, 4 gradient steps per iteration (scan
-    path), 100 iterations = 400 updates on 1,856 transitions.
-    """
+def _train_bandit(config, iterations=100, reward_offset=0.0):
+    """DroQ on the bandit (reward + `reward_offset`): 16 parallel "envs" per
+    iteration, 4 gradient steps per iteration (scan path); returns (state,
+    last metrics, rng)."""
     rng = np.random.default_rng(0)
-    state = droq.init(jax.random.PRNGKey(0), OBS_DIM, ACTION_DIM, SCAN_CONFIG)
+    state = droq.init(jax.random.PRNGKey(0), OBS_DIM, ACTION_DIM, config)
     buffer = ReplayBuffer(OBS_DIM, ACTION_DIM, capacity=10_000)
     obs = rng.uniform(-1, 1, (256, OBS_DIM)).astype(np.float32)
     actions = rng.uniform(-1, 1, (256, ACTION_DIM)).astype(np.float32)  # warm-up
-    buffer.insert_many(obs, actions, _bandit_reward(obs, actions), np.zeros(256), obs)
+    buffer.insert_many(obs, actions, reward_offset + _bandit_reward(obs, actions), np.zeros(256), obs)
     key = jax.random.PRNGKey(1)
-    for _ in range(100):
+    for _ in range(iterations):
         key, act_key = jax.random.split(key)
         obs = rng.uniform(-1, 1, (16, OBS_DIM)).astype(np.float32)
         actions = np.asarray(droq.sample_actions(state, obs, act_key))
-        buffer.insert_many(obs, actions, _bandit_reward(obs, actions), np.zeros(16), obs)
+        buffer.insert_many(obs, actions, reward_offset + _bandit_reward(obs, actions), np.zeros(16), obs)
         state, metrics = droq.update(state, buffer.sample(rng, BATCH_SIZE, num_batches=4))
+    return state, metrics, rng
 
+
+def test_learns_a_contextual_bandit():
+    """One-step task: reward -||a - a*(s)||^2, a*(s) = 0.8 tanh(W s); every step terminal.
+
+    100 iterations = 400 updates on 1,856 transitions.
+    """
+    state, metrics, rng = _train_bandit(SCAN_CONFIG)
     test_obs = rng.uniform(-1, 1, (512, OBS_DIM)).astype(np.float32)
     error = np.abs(np.asarray(droq.eval_actions(state, test_obs)) - _best_action(test_obs))
     zero_action_error = np.abs(_best_action(test_obs)).mean()  # ~0.3
     assert error.mean() < 0.08, (error.mean(), zero_action_error)
     assert error.mean() < 0.25 * zero_action_error
     assert float(metrics["critic_loss"]) < 0.05
+
+
+def test_actor_prior_loss_hand_example():
+    """TD3+BC form: E[alpha log pi - Q] / E|Q| + w * E||tanh(mean)||^2, with stub networks."""
+    mean = jnp.array([[0.5, -1.0], [0.0, 2.0]])
+
+    def actor_apply(variables, observations):
+        return mean, jnp.full_like(mean, -30.0)  # std ~ 1e-13: the sample is tanh(mean)
+
+    def critic_apply(variables, observations, actions, training, rngs=None):
+        q = jnp.array([4.0, -2.0])
+        return jnp.stack([q, q])  # two identical members
+
+    args = (None, actor_apply, None, critic_apply, jnp.asarray(0.0), jnp.zeros((2, 3)), jax.random.PRNGKey(0))
+    plain, plain_info = losses.actor_loss(*args)
+    assert float(plain) == pytest.approx(-1.0)  # mean of -Q
+    assert "prior" not in plain_info
+    weighted, info = losses.actor_loss(*args, prior_weight=0.5)
+    prior = np.mean(np.sum(np.tanh(np.asarray(mean)) ** 2, axis=-1))
+    assert float(info["prior"]) == pytest.approx(prior, rel=1e-5)
+    assert float(weighted) == pytest.approx(-1.0 / 3.0 + 0.5 * prior, rel=1e-5)  # E|Q| = 3
+
+
+def test_actor_prior_keeps_actions_near_zero():
+    """The bandit with reward 1 - ||a - a*(s)||^2 (so E|Q| ~ 1) and a prior of
+    weight 3: the minimiser of -Q/E|Q| + 3 ||a||^2 is about a*/4, so the
+    policy still moves towards a*(s) but stays much closer to zero."""
+    state, _, rng = _train_bandit(dataclasses.replace(SCAN_CONFIG, actor_prior_weight=3.0), reward_offset=1.0)
+    test_obs = rng.uniform(-1, 1, (512, OBS_DIM)).astype(np.float32)
+    actions, best = np.asarray(droq.eval_actions(state, test_obs)), _best_action(test_obs)
+    assert np.abs(actions).mean() < 0.5 * np.abs(best).mean(), (np.abs(actions).mean(), np.abs(best).mean())
+    assert np.corrcoef(actions.ravel(), best.ravel())[0, 1] > 0.5
+    with pytest.raises(ValueError, match="actor_prior_weight"):
+        droq.DroQConfig(actor_prior_weight=-1.0)

@@ -45,6 +45,8 @@ def test_config_errors_name_the_field():
         ResidualConfig(warmup_noise=2.0)
     with pytest.raises(ValueError, match="init_temperature"):
         ResidualConfig(init_temperature=0.0)
+    with pytest.raises(ValueError, match="prior_weight"):
+        ResidualConfig(prior_weight=-0.1)
     with pytest.raises(ValueError, match=r"unknown fields \['scal'\]"):
         ResidualConfig.from_dict({"scal": 0.1})
     assert ResidualConfig.from_dict(ResidualConfig(scale=0.5).as_dict()) == ResidualConfig(scale=0.5)

@@ -11,6 +11,7 @@ import pytest
 
 from envs.chunks import make_chunks, save_chunk
 from envs.metrics import key_press_metrics
+from envs.residual import ResidualConfig
 from envs.songs import load_song
 from tasks.collect import CollectConfig, rollout_chunk_step, specialist_done, train_chunk, write_song
 from tasks.reader import iterate_episodes
@@ -36,6 +37,12 @@ def test_kinds_have_their_own_keys_and_bad_kinds_are_named():
     keys = {kind: run_key("c", profile, EnvConfig(), 0, kind) for kind in ("droq", "residual", "ik")}
     assert len(set(keys.values())) == 3
     assert keys["droq"] == run_key("c", profile, EnvConfig(), 0)  # droq keys did not change
+    # A DroQConfig field added later leaves the digests of cached specialists as they were
+    # at its neutral value (pinned: these are the digests before actor_prior_weight existed) ...
+    assert (get_profile("cpu").digest(), profile.digest()) == ("bfe1509ab302", "26fdac8ea2d7")
+    # ... and changes them at any other value
+    prior = replace(profile, agent=replace(profile.agent, actor_prior_weight=0.1))
+    assert prior.digest() != profile.digest()
     with pytest.raises(ValueError, match="'ppo'"):
         run_key("c", profile, EnvConfig(), 0, "ppo")
     with pytest.raises(ValueError, match="'ppo'"):
@@ -97,7 +104,10 @@ def test_residual_specialist_starts_from_the_nominal(tmp_path, chunk):
     profile = replace(smoke, name="warmup-only", total_steps=2 * N_STEPS, eval_every=N_STEPS,
                       checkpoint_every=N_STEPS, agent=replace(smoke.agent, warmup_steps=3 * N_STEPS))
     ik = train_specialist(chunk, tmp_path / "ik", "smoke", kind="ik")
-    res = train_specialist(chunk, tmp_path / "res", profile, kind="residual")
+    res = train_specialist(chunk, tmp_path / "res", profile, kind="residual",
+                           residual_config=ResidualConfig(prior_weight=0.3, init_temperature=0.02))
+    # the residual's agent settings replace the profile's
+    assert res["agent_config"]["actor_prior_weight"] == 0.3 and res["agent_config"]["init_temperature"] == 0.02
     assert [p["f1"] for p in res["curve"]] == [ik["final"]["f1"]] * 2
     assert [p["return"] for p in res["curve"]] == pytest.approx([ik["final"]["return"]] * 2)
     from agents.common import latest_checkpoint
