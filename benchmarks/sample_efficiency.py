@@ -198,6 +198,7 @@ def _plot(results, methods, profile, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.6), squeeze=False)
     colors = {"droq": "tab:blue", "ik": "tab:gray", "residual": "tab:orange"}
@@ -213,6 +214,8 @@ def _plot(results, methods, profile, path: Path) -> None:
         ax.set_xlabel("env steps")
         ax.set_ylim(0, 1)
         ax.set_xlim(0, profile.total_steps)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("F1")
     axes[0][0].legend(fontsize=8)
