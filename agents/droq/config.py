@@ -120,11 +120,7 @@ class DroQConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"DroQConfig.{name} must be a finite number > 0, got {value!r}")
-        if not (isinstance(self.actor_prior_weight, (int, float)) and not isinstance(self.actor_prior_weight, bool)
-                and math.isfinite(self.actor_prior_weight) and self.actor_prior_weight >= 0):
-            raise ValueError(
-                f"DroQConfig.actor_prior_weight must be a finite number >= 0, got {self.actor_prior_weight!r}"
-            )
+        _check_range("actor_prior_weight", self.actor_prior_weight, 0.0, math.inf, high_open=True)
         _check_range("adam_b1", self.adam_b1, 0.0, 1.0, high_open=True)
         _check_range("adam_b2", self.adam_b2, 0.0, 1.0, high_open=True)
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):
