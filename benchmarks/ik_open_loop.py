@@ -4,8 +4,9 @@ For each chunk, `envs.nominal` plans the fingertips from the notes (OT
 fingering), solves the IK along the chunk and the resulting actions are played
 open loop (no feedback, no training) in the RP1M env. Printed per chunk:
 steps, precision, recall, F1 (robopianist's per-step means, `envs.metrics`),
-IK solve time per control step (`HandsIK.solve`, all iterations) and the
-planning time (plan + IK + servo feedforward). Baseline on the same chunk:
+IK solve time per control step (`HandsIK.solve`, all iterations), the
+planning time (plan + IK + servo feedforward, for every candidate of the
+open-loop search) and the search's chosen config variant. Baseline on the same chunk:
 the zero action (hands at rest: F1 1 on silent steps, 0 elsewhere).
 
 Target (issue 6): F1 >= 0.6 on the easy chunks with zero training
@@ -96,14 +97,16 @@ def main() -> None:
             "plan_s": round(plan_s, 2),
             "unassigned_keys": int(trajectory.plan.unassigned.sum()),
             "goal_keys": int(record.goal_keys.sum()),
+            "chosen": trajectory.search[0][0] if trajectory.search else "{}",
+            "candidates_f1": {o: round(f, 4) for o, f in trajectory.search},
         })
     result = {"config": config.as_dict(), "env_config": env_config.as_dict(), "chunks": rows}
-    header = ("chunk", "steps", "P", "R", "F1", "F1(0)", "IK ms/step", "plan s")
+    header = ("chunk", "steps", "P", "R", "F1", "F1(0)", "IK ms/step", "plan s", "chosen")
     print(f"{header[0]:44s} {header[1]:>5s} {header[2]:>6s} {header[3]:>6s} {header[4]:>6s} {header[5]:>6s} "
-          f"{header[6]:>10s} {header[7]:>7s}")
+          f"{header[6]:>10s} {header[7]:>7s}  {header[8]}")
     for row in rows:
         print(f"{row['chunk']:44s} {row['steps']:5d} {row['precision']:6.3f} {row['recall']:6.3f} {row['f1']:6.3f} "
-              f"{row['zero_action_f1']:6.3f} {row['ik_ms_per_step']:10.1f} {row['plan_s']:7.1f}")
+              f"{row['zero_action_f1']:6.3f} {row['ik_ms_per_step']:10.1f} {row['plan_s']:7.1f}  {row['chosen']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2, default=list)

@@ -121,17 +121,7 @@ class ResidualConfig:
         if unknown:
             raise ValueError(f"ResidualConfig: unknown fields {unknown}")
         if nominal is not None:
-            nominal_fields = {f.name: f for f in dataclasses.fields(NominalConfig)}
-            bad = sorted(set(nominal) - set(nominal_fields) - {"ik"})
-            if bad:
-                raise ValueError(f"ResidualConfig.nominal: unknown fields {bad}")
-            nominal = {k: tuple(v) if isinstance(v, list) else v for k, v in nominal.items()}
-            if "ik" in nominal and isinstance(nominal["ik"], dict):
-                from envs.ik import IKConfig
-
-                nominal["ik"] = IKConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                            for k, v in nominal["ik"].items()})
-            payload["nominal"] = NominalConfig(**nominal)
+            payload["nominal"] = NominalConfig.from_dict(nominal, "ResidualConfig.nominal")
         return cls(**payload)
 
     def digest(self) -> str:
