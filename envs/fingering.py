@@ -27,7 +27,7 @@ Which hand plays a note is not decided here: `plan_fingering` takes it from a
 first OT pass (`envs.nominal`), whose per-step assignment already splits the
 keys between the hands well. Chords are fingered in key order (the fingers of
 a hand do not cross within a chord). The result is a per-step hint that the
-second OT pass follows (`NominalConfig.hint_cost`).
+second OT pass follows (`NominalConfig.fingering_hint_cost`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class FingeringCosts:
     thumb_cost: float = 3.0
 
     def __post_init__(self) -> None:
-        for name in ("walk_cost", "walk_gap_steps", "release_slack_steps", "shift_cost", "stretch_cost", "crossing_cost", "thumb_cost"):
+        for name in ("walk_cost", "walk_gap_steps", "release_slack_steps", "shift_cost", "stretch_cost",
+                     "crossing_cost", "thumb_cost"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"FingeringCosts.{name}={value}: must be a finite number >= 0")
@@ -188,7 +189,8 @@ def plan_fingering(goal_keys: np.ndarray, first_pass_key: np.ndarray, key_y: np.
         goal_keys: (T, 88) bool goal.
         first_pass_key: (T, 10) key per finger of a step-by-step OT plan; a
             note's hand is the hand of the finger that played most of it there
-            (the hand nearest its key when the first pass left it out).
+            (the hand on its side of the keyboard's middle when the first pass
+            left it out).
         key_y: (88,) y of each key's press point.
         fingers: usable finger indices (0-9).
         spacing_keys: natural finger spacing of a hand in white keys from the
@@ -209,7 +211,7 @@ def plan_fingering(goal_keys: np.ndarray, first_pass_key: np.ndarray, key_y: np.
             votes[hand] = (cols == n.key).sum()
         if votes.max() > 0:
             hand = int(np.argmax(votes))
-        else:  # unassigned in the first pass: the hand whose fingers were nearest at the onset
+        else:  # unassigned in the first pass: the hand on its side of the keyboard's middle
             hand = 0 if key_y[n.key] >= np.median(key_y) else 1
         by_hand[hand].append(n)
     hint = np.full(goal.shape, -1, dtype=np.int32)

@@ -16,9 +16,9 @@ the OT fingering of RP1M (Eq. 1-2), so it exists for any song:
    pressed another key a step earlier must lift first (`switch_cost`); the
    thumb barely reaches a key top with this hand (`thumb_cost`); a key beyond
    the other hand, or a finger passing a (non-thumb) finger of its own hand
-   that holds a key (`crossing_cost`); lookahead: a finger that leaves too few fingers on one
-   side for the keys its hand holds or presses within `prepare_steps`
-   (`room_cost`). A held key whose note ends within `early_release_steps` may
+   that holds a key (`crossing_cost`); lookahead: a finger that leaves too
+   few fingers on one side for the keys its hand holds or presses within
+   `prepare_steps` (`room_cost`). A held key whose note ends within `early_release_steps` may
    be let go to free its finger (legato overlaps would otherwise force the
    thumb or a crossing). `envs.ot.ot_assign` solves the plain Euclidean
    problem of the reward; the penalties need this own cost matrix. Keys beyond
@@ -60,8 +60,8 @@ the OT fingering of RP1M (Eq. 1-2), so it exists for any song:
 
 The numbers in `NominalConfig` were tuned open loop on the first chunks of
 CMajorScaleTwoHands, TwinkleTwinkleLittleStar, TwinkleTwinkleRousseau and
-NocturneRousseau (`benchmarks/ik_open_loop.py`); they are not from a paper unless a comment
-says so.
+NocturneRousseau (`benchmarks/ik_open_loop.py`); they are not from a paper
+unless a comment says so.
 
 `nominal_trajectory(chunk)` / `nominal_actions(chunk)` cache the result per
 (chunk content, env config, nominal config). `NominalController` replays it as
@@ -79,7 +79,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
@@ -202,8 +202,6 @@ class NominalConfig:
     def from_dict(cls, payload: dict, where: str = "NominalConfig") -> "NominalConfig":
         """Inverse of `as_dict` (JSON lists back to tuples, nested configs rebuilt); `where`
         names the source in errors."""
-        from dataclasses import fields
-
         names = {f.name for f in fields(cls)}
         bad = sorted(set(payload) - names)
         if bad:
@@ -787,8 +785,6 @@ def nominal_trajectory(chunk: "Chunk", env_config: EnvConfig | None = None,
     `SEARCH_VARIANTS` is played open loop in a fresh env and the one with the
     best key-press F1 is returned (ties: the earlier candidate, `config` first).
     """
-    from dataclasses import replace
-
     from envs.factory import make_env
 
     env_config = env_config or EnvConfig()
@@ -907,8 +903,6 @@ def run_open_loop(chunk: "Chunk", env_config: EnvConfig | None = None, config: N
 
     `n_steps` shortens the episode (the first n steps of the chunk).
     """
-    from dataclasses import replace
-
     env_config = env_config or EnvConfig()
     if n_steps is not None:
         if not 0 < n_steps:
