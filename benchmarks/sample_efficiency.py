@@ -102,12 +102,22 @@ def main() -> None:
     def record(spec: str, method: str, entry: dict) -> None:
         rows[spec]["methods"][method] = entry
         _save(args, profile, methods, [r for r in results if r["methods"]], started)
-        print(f"{spec} {method}: best F1 {entry['best_f1']:.3f} at step {entry['best_at_step']}, "
-              f"final {entry['final_f1']:.3f} ({entry['steps']} steps, {entry['seconds']:.0f} s)", flush=True)
+        if "error" in entry:
+            print(f"{spec} {method}: FAILED: {entry['error']}", file=sys.stderr, flush=True)
+        else:
+            print(f"{spec} {method}: best F1 {entry['best_f1']:.3f} at step {entry['best_at_step']}, "
+                  f"final {entry['final_f1']:.3f} ({entry['steps']} steps, {entry['seconds']:.0f} s)", flush=True)
+
+    def failed(exc: BaseException) -> dict:  # one failing job is reported; the others still run
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
     if args.jobs <= 1:
         for spec, method in jobs:
-            record(spec, method, _train_one(spec, method, profile, args.seed, args.work))
+            try:
+                entry = _train_one(spec, method, profile, args.seed, args.work)
+            except Exception as exc:  # noqa: BLE001 - reported per job, see failed()
+                entry = failed(exc)
+            record(spec, method, entry)
     else:  # one specialist per process; each trains single-threaded, so N jobs use about N cores
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -116,7 +126,11 @@ def main() -> None:
             futures = {pool.submit(_train_one, spec, method, profile, args.seed, args.work): (spec, method)
                        for spec, method in jobs}
             for future in as_completed(futures):
-                record(*futures[future], future.result())
+                try:
+                    entry = future.result()
+                except Exception as exc:  # noqa: BLE001 - reported per job, see failed()
+                    entry = failed(exc)
+                record(*futures[future], entry)
     for row in results:  # methods in the requested order
         row["methods"] = {m: row["methods"][m] for m in methods}
 
@@ -125,16 +139,17 @@ def main() -> None:
     print(f"best F1 within {profile.total_steps} env steps ({profile.name}, seed {args.seed})")
     print(header)
     for row in results:
-        cells = " ".join(f"{row['methods'][m]['best_f1']:9.3f}" for m in methods)
+        cells = " ".join(_cell(row["methods"][m]) for m in methods)
         print(f"{row['chunk']:42s} {row['n_steps']:6d} {cells}")
     ratios = {}
     for row in results:
         m = row["methods"]
         r = {}
-        if "residual" in m and "droq" in m:
-            r["residual / droq"] = _ratio(m["residual"]["best_f1"], m["droq"]["best_f1"])
-        if "residual" in m and "ik" in m:
-            r["residual / ik"] = _ratio(m["residual"]["best_f1"], m["ik"]["best_f1"])
+        ok = {k: v for k, v in m.items() if "error" not in v}
+        if "residual" in ok and "droq" in ok:
+            r["residual / droq"] = _ratio(ok["residual"]["best_f1"], ok["droq"]["best_f1"])
+        if "residual" in ok and "ik" in ok:
+            r["residual / ik"] = _ratio(ok["residual"]["best_f1"], ok["ik"]["best_f1"])
         ratios[row["chunk"]] = r
         if r:
             print(f"  {row['chunk']}: " + ", ".join(f"{k} = {v}" for k, v in r.items()))
@@ -142,12 +157,22 @@ def main() -> None:
     for row in results:
         print(f"F1 vs env steps, {row['chunk']}:")
         for method in methods:
+            if "error" in row["methods"][method]:
+                print(f"  {method:9s} failed: {row['methods'][method]['error']}")
+                continue
             points = ", ".join(f"{p['step']}:{p['f1']:.3f}" for p in row["methods"][method]["curve"])
             print(f"  {method:9s} {points}")
 
     _save(args, profile, methods, results, started, ratios)
     _plot(results, methods, profile, args.out / "sample_efficiency.png")
     print(f"\nwrote {args.out / 'sample_efficiency.json'} and {args.out / 'sample_efficiency.png'}")
+    n_failed = sum("error" in e for row in results for e in row["methods"].values())
+    if n_failed:
+        raise SystemExit(f"{n_failed} of {len(jobs)} jobs failed (see above and the JSON report)")
+
+
+def _cell(entry: dict) -> str:
+    return f"{'failed':>9s}" if "error" in entry else f"{entry['best_f1']:9.3f}"
 
 
 def _ratio(a: float, b: float):
@@ -204,6 +229,8 @@ def _plot(results, methods, profile, path: Path) -> None:
     colors = {"droq": "tab:blue", "ik": "tab:gray", "residual": "tab:orange"}
     for ax, row in zip(axes[0], results):
         for method in methods:
+            if "error" in row["methods"][method]:
+                continue
             curve = row["methods"][method]["curve"]
             if method == "ik":
                 ax.axhline(curve[-1]["f1"], color=colors[method], linestyle="--", label="OT-IK (open loop)")
