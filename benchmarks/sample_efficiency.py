@@ -196,7 +196,7 @@ def _train_one(spec: str, method: str, profile, seed: int, work: Path) -> dict:
     chunk = _load_chunk(spec)
     t0 = time.perf_counter()
     manifest = train_specialist(chunk, work / chunk.chunk_id / method, profile, seed=seed, kind=method)
-    curve = [{k: round(float(p[k]), 4) for k in ("step", "precision", "recall", "f1", "return")}
+    curve = [{"step": int(p["step"]), **{k: round(float(p[k]), 4) for k in ("precision", "recall", "f1", "return")}}
              for p in manifest["curve"]]
     best = max(curve, key=lambda p: p["f1"])
     return {"curve": curve, "best_f1": best["f1"], "best_at_step": int(best["step"]),
