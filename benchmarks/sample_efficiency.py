@@ -199,7 +199,7 @@ def _train_one(spec: str, method: str, profile, seed: int, work: Path) -> dict:
     curve = [{"step": int(p["step"]), **{k: round(float(p[k]), 4) for k in ("precision", "recall", "f1", "return")}}
              for p in manifest["curve"]]
     best = max(curve, key=lambda p: p["f1"])
-    return {"curve": curve, "best_f1": best["f1"], "best_at_step": int(best["step"]),
+    return {"curve": curve, "best_f1": best["f1"], "best_at_step": best["step"],
             "final_f1": curve[-1]["f1"], "steps": manifest["steps"], "seconds": round(time.perf_counter() - t0, 1)}
 
 
