@@ -39,9 +39,9 @@ def main() -> None:
 
     from agents import droq
     from agents.common import ReplayBuffer
-    from envs.chunks import make_chunks
-    from envs.config import EnvConfig
-    from envs.songs import load_song
+    from envs.music.chunks import make_chunks
+    from envs.piano.config import EnvConfig
+    from envs.music.songs import load_song
     from tasks.specialist import TrainProfile, train_specialist
 
     song = load_song(args.song)

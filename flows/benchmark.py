@@ -40,7 +40,6 @@ from tasks.benchmark import (
     write_plan,
 )
 
-
 _progress = Progress()
 set_progress_hook = _progress.set_hook  # the CLI draws progress through this
 

@@ -54,7 +54,7 @@ def _progress(label: str, quiet: bool):
 
 def build_catalog_with_progress(sources: list[str], catalog_dir: Path, workers: Optional[int], quiet: bool,
                                 limit: Optional[int] = None):
-    from envs.catalog import build_catalog
+    from envs.music.catalog import build_catalog
 
     with _progress("building catalog", quiet) as progress:
         task_id = progress.add_task("catalog", total=None)
@@ -68,12 +68,12 @@ def build_catalog_with_progress(sources: list[str], catalog_dir: Path, workers: 
 def resolve_song(song: str, catalog_dir: Path = CATALOG_DIR):
     """A song given as a catalog ref ("music21:bach/bwv66.6"), a MIDI path, a
     catalog id or title, or a robopianist library name."""
-    from envs.songs import SongError, load_song
+    from envs.music.songs import SongError, load_song
 
     if ":" in song or Path(song).suffix.lower() in (".mid", ".midi"):
         return load_song(song)
     try:
-        from envs.catalog import load_catalog
+        from envs.music.catalog import load_catalog
 
         for row in load_catalog(catalog_dir):
             if song in (row.id, row.title):
@@ -95,7 +95,7 @@ def songs(
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
 ) -> None:
     """Build (cached per file) and list the song catalog."""
-    from envs.catalog import filter_catalog
+    from envs.music.catalog import filter_catalog
 
     rows = build_catalog_with_progress(list(source), catalog_dir, workers, as_json, build_limit)
     sources_wanted = {s if s in SOURCES else "midi" for s in source}
@@ -127,8 +127,8 @@ def chunks(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show how a song is cut into RP1M episodes (stretch 1.25, trimmed, 550 steps)."""
-    from envs.chunks import make_chunks, write_song_chunks
-    from envs.songs import SongError
+    from envs.music.chunks import make_chunks, write_song_chunks
+    from envs.music.songs import SongError
 
     try:
         the_song = resolve_song(song)
@@ -166,11 +166,11 @@ def evaluate(
     """Run a fixed controller over every chunk of a song; print P/R/F1 per chunk."""
     import numpy as np
 
-    from envs.chunks import make_chunks
-    from envs.config import EnvConfig
-    from envs.factory import make_env
-    from envs.rollout import CONTROLLERS, run_episode
-    from envs.songs import SongError
+    from envs.music.chunks import make_chunks
+    from envs.music.songs import SongError
+    from envs.piano.config import EnvConfig
+    from envs.piano.env import make_env
+    from envs.piano.rollout import CONTROLLERS, run_episode
 
     if controller not in CONTROLLERS:
         _fail(f"--controller {controller!r}: expected one of {sorted(CONTROLLERS)}")
@@ -215,15 +215,15 @@ def render(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Write an MP4 (with the piano's sound) of a specialist or a stored episode."""
-    import numpy as np
-
     from dataclasses import replace
 
-    from envs.chunks import load_chunk
-    from envs.config import EnvConfig
-    from envs.factory import make_env
-    from envs.render import render_episode
-    from envs.songs import SongError
+    import numpy as np
+
+    from envs.music.chunks import load_chunk
+    from envs.music.songs import SongError
+    from envs.piano.config import EnvConfig
+    from envs.piano.env import make_env
+    from envs.piano.render import render_episode
 
     if (specialist is None) == (episode is None):
         _fail("give exactly one of --specialist WORK_DIR or --episode SONG_DIR")
@@ -232,7 +232,7 @@ def render(
         if specialist is not None:
             from agents import droq
             from agents.common import to_env_action
-            from envs.factory import flatten_observation
+            from envs.piano.env import flatten_observation
             from tasks.specialist import load_specialist
 
             state, manifest = load_specialist(specialist)
@@ -284,7 +284,7 @@ def render(
 
 def _songs_from_catalog(spec: dict) -> list[str]:
     """Song refs of the playable catalog rows matching params.yaml's catalog_filter."""
-    from envs.catalog import filter_catalog, load_catalog
+    from envs.music.catalog import filter_catalog, load_catalog
 
     rows = filter_catalog(load_catalog(CATALOG_DIR), source=spec.get("source"), playable=spec.get("playable", True),
                           max_duration=spec.get("max_duration_s"))
@@ -527,7 +527,8 @@ def publish(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Record the current shards and specialists with DVC, push them, git-commit and tag."""
-    from tasks.registry import RegistryError, publish as publish_version
+    from tasks.registry import RegistryError
+    from tasks.registry import publish as publish_version
 
     try:
         result = publish_version(Path.cwd(), tag, message=message, push=push)
@@ -548,7 +549,8 @@ def pull(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fetch versioned song shards (only the given songs) into the working tree."""
-    from tasks.registry import RegistryError, pull as pull_version
+    from tasks.registry import RegistryError
+    from tasks.registry import pull as pull_version
 
     wanted = [s.strip() for s in songs.split(",") if s.strip()] if songs else None
     try:

@@ -39,7 +39,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -51,7 +50,8 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NONE
 
-from envs.config import EnvConfig
+from envs import atomic
+from envs.piano.config import EnvConfig
 from tasks.policy_eval import (
     EvalConfig,
     EvalItem,
@@ -133,7 +133,7 @@ class GroupSpec:
     """The songs of one evaluation group.
 
     Attributes:
-      songs: song refs (`envs.songs.load_song`: "robopianist:NocturneRousseau",
+      songs: song refs (`envs.music.songs.load_song`: "robopianist:NocturneRousseau",
         "music21:...", a MIDI path) or, for in_distribution, song ids of the
         collection (folder names).
       limit: in_distribution only, when `songs` is empty: the first N songs
@@ -271,10 +271,7 @@ def _digest(payload) -> str:
 
 
 def _write_json(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, _jsonable(payload))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -448,7 +445,7 @@ def select_training_sets(config: BenchmarkConfig) -> list[list[Path]]:
 
 
 def _chunk_items(group: str, song_ref: str, song_id: str, chunk_files: Sequence[Path], config: EvalConfig) -> list[EvalItem]:
-    from envs.chunks import load_chunk
+    from envs.music.chunks import load_chunk
 
     items = []
     for chunk_file in list(chunk_files)[: config.max_chunks_per_song]:
@@ -462,7 +459,7 @@ def _chunk_items(group: str, song_ref: str, song_id: str, chunk_files: Sequence[
 
 def _collection_chunk_files(song_dir: Path, config: BenchmarkConfig) -> list[Path]:
     """The chunk files a song of the collection was played on, by chunk index."""
-    from envs.chunks import chunk_path, load_chunk
+    from envs.music.chunks import chunk_path, load_chunk
     from tasks.shards import read_manifest
 
     manifest = read_manifest(song_dir)
@@ -496,8 +493,8 @@ def plan_benchmark(config: BenchmarkConfig) -> dict:
     Raises `BenchmarkError` naming the song when an out-of-distribution song
     is in a training set, or an in-distribution song is missing from one.
     """
-    from envs.chunks import write_song_chunks
-    from envs.songs import SongError, load_song
+    from envs.music.chunks import write_song_chunks
+    from envs.music.songs import SongError, load_song
 
     train_sets = select_training_sets(config)
     trained = {d.name: d for train_set in train_sets for d in train_set}
@@ -753,17 +750,9 @@ def write_reports(reports_dir: str | Path) -> list[Path]:
     texts = {"table.md": table_markdown(table), "table.csv": table_csv(table)}
     written = []
     for name, text in texts.items():
-        path = reports_dir / name
-        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(atomic.write_text(reports_dir / name, text))
     figure = _bars_figure(table)
-    path = reports_dir / "bars.png"
-    tmp = path.with_name(f".bars.png.tmp-{os.getpid()}")
-    figure.savefig(tmp, format="png", dpi=110)
-    os.replace(tmp, path)
-    written.append(path)
+    written.append(atomic.write_with(reports_dir / "bars.png", lambda tmp: figure.savefig(tmp, format="png", dpi=110)))
     return written
 
 

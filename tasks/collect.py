@@ -39,10 +39,11 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from envs.config import EnvConfig
-from tasks.rollouts import MANIFEST as ROLLOUT_MANIFEST
+from envs import atomic
+from envs.piano.config import EnvConfig
+from tasks.names import NOMINAL_FILE, SONG_MANIFEST, SPECIALIST_MANIFEST
+from tasks.names import ROLLOUTS_MANIFEST as ROLLOUT_MANIFEST
 from tasks.rollouts import rollout_key
-from tasks.specialist import MANIFEST as SPECIALIST_MANIFEST
 from tasks.specialist import check_kind, get_profile, run_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,10 +93,10 @@ class CollectConfig:
         return EnvConfig.from_dict(self.env)
 
     def residual_config(self):
-        """The `envs.residual.ResidualConfig` of residual/ik specialists (None for droq)."""
+        """The `envs.control.residual.ResidualConfig` of residual/ik specialists (None for droq)."""
         if self.specialist == "droq":
             return None
-        from envs.residual import ResidualConfig
+        from envs.control.residual import ResidualConfig
 
         return ResidualConfig.from_dict(self.residual)
 
@@ -166,8 +167,8 @@ def song_done(song_id: str, chunk_ids: list[str], config: CollectConfig) -> bool
 
 def prepare_song(ref: str, work_dir: str) -> dict:
     """Load and validate a song, write its chunk files; returns its plan."""
-    from envs.chunks import load_chunk, write_song_chunks
-    from envs.songs import load_song
+    from envs.music.chunks import load_chunk, write_song_chunks
+    from envs.music.songs import load_song
 
     song = load_song(ref)
     paths = write_song_chunks(song, Path(work_dir))
@@ -219,23 +220,16 @@ def publish_specialist(work: Path, dest: Path) -> None:
     manifest = _read_json(dest / SPECIALIST_MANIFEST)
     if manifest and manifest.get("run_key") == _read_json(work / SPECIALIST_MANIFEST)["run_key"]:
         return
-    staging = dest.with_name(f".{dest.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    if (work / "specialist").exists():  # the ik kind has no network
-        shutil.copytree(work / "specialist", staging / "specialist")
-    for name in ("chunk.json", "learning_curve.json", "nominal.npz", SPECIALIST_MANIFEST):
-        if (work / name).exists():
-            shutil.copy2(work / name, staging / name)
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(staging, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic.staged_dir(dest) as staging:
+        if (work / "specialist").exists():  # the ik kind has no network
+            shutil.copytree(work / "specialist", staging / "specialist")
+        for name in ("chunk.json", "learning_curve.json", NOMINAL_FILE, SPECIALIST_MANIFEST):
+            if (work / name).exists():
+                shutil.copy2(work / name, staging / name)
 
 
 def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
-    from envs.chunks import load_chunk
+    from envs.music.chunks import load_chunk
     from tasks.rollouts import rollout_chunk
 
     manifest = rollout_chunk(
@@ -252,7 +246,7 @@ def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], confi
     from tasks.shards import write_song_dataset
 
     if song_done(song_id, chunk_ids, config):
-        manifest = _read_json(Path(config.shards_dir) / song_id / "manifest.json")
+        manifest = _read_json(Path(config.shards_dir) / song_id / SONG_MANIFEST)
         return {"song_id": song_id, "n_episodes": manifest["n_episodes"], "reused": True}
     shards_dir = Path(config.shards_dir)
     # A writer killed mid-way leaves its hidden staging folder; one flow writes a song at a time.
@@ -260,19 +254,12 @@ def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], confi
         shutil.rmtree(stale, ignore_errors=True)
     episodes = chain.from_iterable(iter_rollout_episodes(Path(w) / "rollouts") for w in chunk_works)
     manifest = write_song_dataset(shards_dir, song_id, episodes)
-    key_file = Path(config.work_dir) / song_id / "shards.key"
-    tmp = key_file.with_name(f".shards.key.tmp-{os.getpid()}")
-    tmp.write_text(song_shards_key(chunk_ids, config))
-    os.replace(tmp, key_file)
+    atomic.write_text(Path(config.work_dir) / song_id / "shards.key", song_shards_key(chunk_ids, config))
     return {"song_id": song_id, "n_episodes": manifest.n_episodes, "n_steps": manifest.n_steps, "reused": False}
 
 
 def record_status(work_dir: str, song_id: str, record: dict) -> None:
-    path = Path(work_dir) / "status" / f"{song_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    atomic.write_json(Path(work_dir) / "status" / f"{song_id}.json", record)
 
 
 # --- Prefect task wrappers (coarse: one per song/chunk and stage) ----------------------

@@ -21,9 +21,9 @@ Sections::
       work_dir: work            # checkpoints, rollouts (git-ignored, not DVC-tracked; may be absolute)
       shards_dir: datasets/shards
       specialists_dir: datasets/specialists
-      env: {fingering: ot}      # envs.config.FINGERING_MODES
+      env: {fingering: ot}      # envs.piano.config.FINGERING_MODES
       specialist: droq          # droq | residual | ik (tasks.specialist.KINDS)
-      residual: {}              # envs.residual.ResidualConfig fields (residual, ik)
+      residual: {}              # envs.control.residual.ResidualConfig fields (residual, ik)
     stats: {reports_dir: datasets/reports/stats}
     benchmark:                  # the policy benchmark (tasks/benchmark.py, RP1M Table 2)
       shards_dir: datasets/shards
@@ -56,10 +56,10 @@ from typing import Any
 
 import yaml
 
-from envs.config import FINGERING_MODES
+from envs.piano.config import FINGERING_MODES
+from tasks.names import SPECIALIST_KINDS
 
 RUNNERS = ("local", "ray")
-SPECIALIST_KINDS = ("droq", "residual", "ik")  # tasks.specialist.KINDS (not imported: it pulls in JAX)
 DEFAULT_REMOTE_NAME = "local"
 DEFAULT_REMOTE_URL = "~/.cache/pianoset/dvc-remote"  # expanded on the machine that configures it
 

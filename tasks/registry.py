@@ -126,6 +126,8 @@ from typing import Any
 
 import yaml
 
+from envs import atomic
+from tasks.names import SONG_MANIFEST as MANIFEST_NAME
 from tasks.params import DEFAULTS as PARAM_DEFAULTS
 from tasks.params import load_params
 
@@ -134,7 +136,6 @@ logger = logging.getLogger(__name__)
 COLLECT_STAGE = "collect"
 LOCK_NAME = "pianoset-register.lock"  # under .dvc/tmp (git-ignored by DVC)
 REMOTE_ENV = "PIANOSET_DVC_REMOTE"
-MANIFEST_NAME = "manifest.json"  # tasks.shards.MANIFEST_NAME (not imported: it pulls in TensorFlow)
 METADATA_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -486,7 +487,7 @@ def _pull_song(fs, src: str, dest: Path, rev: str, remote_name: str, remote_url:
         ) from exc
     try:
         _check_song(staging, dest.name, rev, verify)
-        _swap_into_place(staging, dest)
+        atomic.swap_dir(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest

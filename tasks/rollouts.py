@@ -21,34 +21,35 @@ P/R/F1) last. A rerun keeps the groups already written with the same key.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
-import collections
 import multiprocessing as mp
+import os
 import threading
 import time
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from envs.config import EnvConfig
-from envs.factory import OBSERVATION_KEYS
-from envs.metrics import key_press_metrics
+from envs import atomic
+from envs.piano.config import EnvConfig
+from envs.piano.metrics import key_press_metrics
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.names import ROLLOUTS_MANIFEST as MANIFEST
 
 log = logging.getLogger(__name__)
 
 LANES = 8  # rollouts per batched policy call; fixed so results don't depend on the worker count
-MANIFEST = "rollouts.json"
 ROLLOUT_VERSION = "rollouts-1"
 
 
 @dataclass(frozen=True)
 class RolloutJob:
-    chunk: object  # envs.chunks.Chunk (picklable)
+    chunk: object  # envs.music.chunks.Chunk (picklable)
     song_id: str
     specialist_dir: str
     specialist_id: str
@@ -94,7 +95,7 @@ def _policy(specialist_dir: str):
 
 def _worker_setup(job: RolloutJob) -> dict:
     if _WORKER.get("key") != job.key:
-        from envs.residual import flat_observation_fn, observation_dim
+        from envs.control.residual import flat_observation_fn, observation_dim
         from tasks.specialist import make_specialist_env
 
         _WORKER.clear()
@@ -102,7 +103,7 @@ def _worker_setup(job: RolloutJob) -> dict:
         kind = manifest.get("kind", "droq")
         residual = None
         if kind != "droq":
-            from envs.residual import ResidualConfig
+            from envs.control.residual import ResidualConfig
 
             residual = ResidualConfig.from_dict(manifest.get("residual_config"))
         envs = [make_specialist_env(job.chunk, kind, job.env_config, residual, work_dir=Path(job.specialist_dir))
@@ -197,9 +198,7 @@ def _save_group(path: Path, job: RolloutJob, episodes: list[dict]) -> None:
         for name, value in _flatten(episode.steps):
             arrays[f"{prefix}/{name}"] = value
         arrays[f"{prefix}/_metadata"] = np.array(json.dumps(episode.metadata))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic.write_with(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def _flatten(tree: dict, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
@@ -372,9 +371,7 @@ def rollout_chunk(
         "mean_f1": float(np.mean([e["f1"] for e in episodes])),
         "episodes": episodes,
     }
-    tmp = manifest_path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
+    atomic.write_json(manifest_path, manifest)
     return manifest
 
 

@@ -27,7 +27,7 @@ a_t, the reward r_t obtained after a_t, and step metadata describing a_t's
 outcome: `pressed_keys` is the key activation after a_t and
 `observation/piano_goal[:88]` the keys that should be down after a_t, so the
 episode precision/recall/F1 can be recomputed from the stored steps
-(`envs.metrics.key_press_metrics`). Fingertip positions are stored once, in
+(`envs.piano.metrics.key_press_metrics`). Fingertip positions are stored once, in
 the observation (`observation/fingertip_positions`), not again as step metadata.
 
 Storage: binary fields are stored as bool; the large sparse ones
@@ -39,9 +39,7 @@ int64 varints, 10 bytes for each -1).
 from __future__ import annotations
 
 import collections
-import ctypes
 import dataclasses
-import errno
 import hashlib
 import json
 import logging
@@ -59,26 +57,18 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.rlds import rlds_base
 
-from envs.metrics import key_press_metrics
+from envs import atomic
+from envs.piano.metrics import key_press_metrics
+from envs.piano.spec import N_KEYS, OBSERVATION_KEYS
+from tasks.names import SONG_MANIFEST as MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 
 DATASET_NAME = "pianoset"  # identical in every song folder: builder_from_directories needs one name
 DATASET_VERSION = "1.0.0"
 SPLIT = "train"
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "pianoset-song-shards/1"
 
-N_KEYS = 88  # piano keys
-# Canonical order of the flat observation vector (RP1M Table 3); 1144 dims with L = 11.
-OBSERVATION_KEYS = (
-    "piano_goal",
-    "sustain_goal",
-    "piano_state",
-    "sustain_state",
-    "fingertip_positions",
-    "hand_state",
-)
 # Already weighted: reward == sum of these (RP1M Eq. 3).
 REWARD_TERMS = ("reward_ot", "reward_press", "reward_sustain", "reward_collision", "reward_energy")
 RLDS_FLAGS = ("is_first", "is_last", "is_terminal")
@@ -552,45 +542,6 @@ def complete_songs(out_dir: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- writing
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swaps two paths (Linux renameat2); False where unsupported."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is None:
-        return False
-    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, f"renameat2(RENAME_EXCHANGE) {a} <-> {b}: {os.strerror(err)}")
-
-
-def _swap_into_place(staging: Path, final: Path) -> None:
-    if not final.exists():
-        os.rename(staging, final)  # atomic; fails if another writer created `final` meanwhile
-    elif _exchange(staging, final):
-        shutil.rmtree(staging)  # now holds the old folder
-    else:
-        aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-        os.rename(final, aside)
-        os.rename(staging, final)
-        shutil.rmtree(aside)
-    _fsync(final.parent)
-
-
 def write_song_dataset(
     out_dir: Path,
     song_id: str,
@@ -647,7 +598,7 @@ def write_song_dataset(
 
         files = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-            _fsync(path)
+            atomic.fsync_file(path)
             files.append(
                 FileRecord(path=path.relative_to(staging).as_posix(), size=path.stat().st_size, sha256=_sha256(path))
             )
@@ -664,13 +615,9 @@ def write_song_dataset(
             config_hash=config_hash(config),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        manifest_tmp = staging / f".{MANIFEST_NAME}.tmp"
-        manifest_tmp.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
-        _fsync(manifest_tmp)
-        os.rename(manifest_tmp, staging / MANIFEST_NAME)
-        _fsync(data_dir)
-        _fsync(staging)
-        _swap_into_place(staging, final)
+        atomic.write_json(staging / MANIFEST_NAME, manifest.to_json())
+        atomic.fsync_dir(data_dir)
+        atomic.swap_dir(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -29,10 +29,10 @@ Kinds of specialist (`KINDS`):
 
 - ``droq``: RP1M's DroQ from scratch on the piano env (the default).
 - ``residual``: DroQ learning a bounded residual around the OT-IK nominal
-  controller (PianoMime section 3.2; `envs.residual.ResidualEnv`): the agent
+  controller (PianoMime section 3.2; `envs.control.residual.ResidualEnv`): the agent
   sees the RP1M observation plus the nominal action (1183 dims) and outputs
   the residual; everything else (profiles, checkpoints, resume) is the same.
-- ``ik``: the OT-IK nominal controller alone, no training (`envs.nominal`).
+- ``ik``: the OT-IK nominal controller alone, no training (`envs.control.nominal`).
   Its "policy" is a zero residual; rollouts add Gaussian noise of
   `IK_ROLLOUT_NOISE` to it so that the episodes differ.
 """
@@ -44,7 +44,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,16 +54,17 @@ import numpy as np
 
 from agents import droq
 from agents.common import ReplayBuffer, latest_checkpoint, restore, save_checkpoint, to_env_action
-from envs.config import EnvConfig
-from envs.factory import make_env
-from envs.metrics import key_press_metrics
+from envs import atomic
+from envs.piano.config import EnvConfig
+from envs.piano.env import make_env
+from envs.piano.metrics import key_press_metrics
+from tasks.names import NOMINAL_FILE
+from tasks.names import SPECIALIST_KINDS as KINDS
+from tasks.names import SPECIALIST_MANIFEST as MANIFEST
 
 log = logging.getLogger(__name__)
 
 CODE_VERSION = "specialist-1"  # bump when a change alters trained specialists
-OBS_DIM = 1144  # RP1M Table 3
-MANIFEST = "specialist.json"
-KINDS = ("droq", "residual", "ik")
 # Std of the pre-tanh Gaussian noise on the ik specialist's zero residual in
 # rollouts: about 0.1 * ResidualConfig.scale of each actuator's half range.
 IK_ROLLOUT_NOISE = 0.1
@@ -135,7 +135,7 @@ def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: i
     """Run-independent identity of a specialist: chunk, budget, task config, seed, kind, code."""
     blob = f"{chunk_id}|{profile.digest()}|{env_config.digest()}|{seed}|{CODE_VERSION}"
     if check_kind(kind) != "droq":  # droq keys are unchanged from before kinds existed
-        from envs.residual import ResidualConfig
+        from envs.control.residual import ResidualConfig
 
         residual_config = residual_config or ResidualConfig()
         budget = "none" if kind == "ik" else profile.digest()
@@ -143,7 +143,6 @@ def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: i
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-NOMINAL_FILE = "nominal.npz"  # the nominal trajectory of residual/ik specialists, in the work folder
 
 
 def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, residual_config=None,
@@ -152,14 +151,14 @@ def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, r
     (residual, ik; its nominal trajectory is cached in `work_dir/nominal.npz`)."""
     if check_kind(kind) == "droq":
         return make_env(chunk, env_config, seed=seed)
-    from envs.residual import make_residual_env
+    from envs.control.residual import make_residual_env
 
     nominal_file = Path(work_dir) / NOMINAL_FILE if work_dir is not None else None
     return make_residual_env(chunk, env_config, residual_config, seed=seed, nominal_file=nominal_file)
 
 
 def _residual_config(manifest: dict):
-    from envs.residual import ResidualConfig
+    from envs.control.residual import ResidualConfig
 
     return ResidualConfig.from_dict(manifest.get("residual_config"))
 
@@ -175,7 +174,7 @@ def specialist_env(manifest: dict, chunk, *, seed: int | None = None, work_dir: 
 def evaluate_policy(env, state: droq.DroQState | None) -> dict:
     """One deterministic episode (tanh of the mean action; a zero residual when
     `state` is None, the ik specialist): P/R/F1 and return."""
-    from envs.residual import flat_observation_fn
+    from envs.control.residual import flat_observation_fn
 
     featurize = flat_observation_fn(env)
     spec = env.action_spec()
@@ -193,12 +192,6 @@ def evaluate_policy(env, state: droq.DroQState | None) -> dict:
         episode_return += float(timestep.reward)
     metrics = key_press_metrics(np.array(goal), np.array(pressed))
     return {**metrics.as_dict(), "return": episode_return}
-
-
-def _write_json(path: Path, payload) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
 
 
 def read_manifest(work_dir: Path) -> dict | None:
@@ -236,7 +229,7 @@ def train_specialist(
 ) -> dict:
     """Train (or resume, or reuse) the specialist of `chunk`; returns its manifest.
 
-    `kind` is one of `KINDS`; `residual_config` (`envs.residual.ResidualConfig`)
+    `kind` is one of `KINDS`; `residual_config` (`envs.control.residual.ResidualConfig`)
     shapes the residual and ik kinds.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -244,7 +237,7 @@ def train_specialist(
     work_dir = Path(work_dir)
     check_kind(kind)
     if kind != "droq":
-        from envs.residual import ResidualConfig
+        from envs.control.residual import ResidualConfig
 
         residual_config = residual_config or ResidualConfig()
     key = run_key(chunk.chunk_id, profile, env_config, seed, kind, residual_config)
@@ -254,11 +247,11 @@ def train_specialist(
         return existing
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_root = work_dir / "checkpoints"
-    from envs.chunks import save_chunk
+    from envs.music.chunks import save_chunk
 
     save_chunk(chunk, work_dir / "chunk.json")  # the specialist's task, for rollouts and rendering
 
-    from envs.residual import flat_observation_fn, observation_dim
+    from envs.control.residual import flat_observation_fn, observation_dim
 
     env = make_specialist_env(chunk, kind, env_config, residual_config, seed=seed, work_dir=work_dir)
     flatten_observation = flat_observation_fn(env)
@@ -285,8 +278,8 @@ def train_specialist(
         point = {"step": 0, **evaluate_policy(env, None)}
         manifest = {**identity, "steps": 0, "final": point, "curve": [point], "resumed_from_step": None,
                     "train_seconds_this_run": round(time.perf_counter() - started, 1), **extras}
-        _write_json(work_dir / "learning_curve.json", [point])
-        _write_json(work_dir / MANIFEST, manifest)
+        atomic.write_json(work_dir / "learning_curve.json", [point])
+        atomic.write_json(work_dir / MANIFEST, manifest)
         log.info("%s: ik specialist F1 %.3f", chunk.chunk_id, point["f1"])
         return manifest
     cfg = profile.agent
@@ -361,7 +354,7 @@ def train_specialist(
         if step % profile.eval_every == 0 or step == profile.total_steps:
             point = {"step": step, **evaluate_policy(env, state)}
             curve.append(point)
-            _write_json(work_dir / "learning_curve.json", curve)
+            atomic.write_json(work_dir / "learning_curve.json", curve)
             timestep = env.reset()
             obs = flatten_observation(timestep.observation)
             rate = (step - steps_at_start) / max(time.perf_counter() - started, 1e-9)
@@ -384,7 +377,7 @@ def train_specialist(
         "agent_config": dataclasses.asdict(cfg),
         **extras,
     }
-    _write_json(work_dir / MANIFEST, manifest)
+    atomic.write_json(work_dir / MANIFEST, manifest)
     return manifest
 
 
@@ -406,12 +399,12 @@ def main(argv: list[str] | None = None) -> None:
     package_log.addHandler(handler)
     package_log.setLevel(logging.INFO)
     package_log.propagate = False
-    from envs.chunks import load_chunk
+    from envs.music.chunks import load_chunk
 
     env_config = EnvConfig.from_dict(json.loads(args.env_config))
     residual_config = None
     if args.kind != "droq":
-        from envs.residual import ResidualConfig
+        from envs.control.residual import ResidualConfig
 
         residual_config = ResidualConfig.from_dict(json.loads(args.residual_config))
     manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config, seed=args.seed,

@@ -21,7 +21,7 @@ should be down after action a_t, `pressed_keys[t]` those that are):
   `goal_mismatches` and logged (it would mean the rollouts of a chunk did not
   follow the same score).
 - F1 (Fig. 4 bottom right): the stored per-episode F1 (mean of per-step F1,
-  `envs.metrics`), histogrammed in bins of 0.01; a specialist's ("agent's")
+  `envs.piano.metrics`), histogrammed in bins of 0.01; a specialist's ("agent's")
   F1 is the mean F1 of its rollouts, grouped by `specialist_id`. Fractions
   above a threshold are strict (F1 > 0.75).
 """
@@ -32,8 +32,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from envs import atomic
 from tasks.shards import N_KEYS, SPLIT, builder_dir, complete_songs
 
 logger = logging.getLogger(__name__)
@@ -555,18 +554,6 @@ def _f1_figure(stats: DatasetStats):
 # ----------------------------------------------------------------------------- reports
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _markdown(stats: DatasetStats) -> str:
     reference = RP1M_REFERENCE["specialists_f1_above"]
     low, high = ACTIVE_KEYS_RANGE
@@ -628,14 +615,14 @@ def write_reports(stats: DatasetStats, out_dir: str | Path = DEFAULT_REPORTS_DIR
     written = []
     for name, make_figure in figures.items():
         figure = make_figure(stats)
-        _atomic_write(out_dir / name, lambda tmp, figure=figure: figure.savefig(tmp, format="png"))
+        atomic.write_with(out_dir / name, lambda tmp, figure=figure: figure.savefig(tmp, format="png"))
         written.append(out_dir / name)
     texts = {
         "stats.json": json.dumps(stats.to_json(), indent=1) + "\n",
         "stats.md": _markdown(stats),
     }
     for name, text in texts.items():
-        _atomic_write(out_dir / name, lambda tmp, text=text: tmp.write_text(text))
+        atomic.write_with(out_dir / name, lambda tmp, text=text: tmp.write_text(text))
         written.append(out_dir / name)
     logger.info("stats reports written to %s", out_dir)
     return written

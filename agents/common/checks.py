@@ -9,6 +9,7 @@ import math
 
 from agents.common.networks import ACTIVATION_NAMES
 
+
 def check_int(owner: str, name: str, value, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")

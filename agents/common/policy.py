@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+from envs import atomic
 
 POLICY_FILE = "policy.json"
 PARAMS_FILE = "params.msgpack"
@@ -247,27 +247,16 @@ def save_policy(policy: Policy, directory: Path, *, extra: dict | None = None) -
     from flax import serialization
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     meta = {
         "name": policy.name,
         "spec": policy.spec.as_dict(),
         "config": _config_to_json(policy.config),
         **(extra or {}),
     }
-    (tmp / POLICY_FILE).write_text(json.dumps(meta, indent=1))
-    (tmp / PARAMS_FILE).write_bytes(serialization.msgpack_serialize(_to_numpy(policy.params)))
-    np.savez(tmp / NORMALIZER_FILE, **policy.normalizer.state_dict())
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, directory)
+    with atomic.staged_dir(directory) as tmp:
+        (tmp / POLICY_FILE).write_text(json.dumps(meta, indent=1))
+        (tmp / PARAMS_FILE).write_bytes(serialization.msgpack_serialize(_to_numpy(policy.params)))
+        np.savez(tmp / NORMALIZER_FILE, **policy.normalizer.state_dict())
     return directory
 
 

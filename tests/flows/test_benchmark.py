@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import yaml
 
-from envs.chunks import chunk_path, make_chunks, save_chunk
-from envs.config import EnvConfig
-from envs.factory import OBSERVATION_KEYS, make_env
-from envs.metrics import key_press_metrics
-from envs.songs import load_song
+from envs.music.chunks import chunk_path, make_chunks, save_chunk
+from envs.piano.config import EnvConfig
+from envs.piano.env import make_env
+from envs.piano.spec import OBSERVATION_KEYS
+from envs.piano.metrics import key_press_metrics
+from envs.music.songs import load_song
 from tasks.params import ParamsError, validate_params
 from tasks.shards import Episode, write_song_dataset
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.chunks import make_chunks, save_chunk
-from envs.metrics import key_press_metrics
-from envs.residual import ResidualConfig
-from envs.songs import load_song
+from envs.music.chunks import make_chunks, save_chunk
+from envs.piano.metrics import key_press_metrics
+from envs.control.residual import ResidualConfig
+from envs.music.songs import load_song
 from tasks.collect import CollectConfig, rollout_chunk_step, specialist_done, train_chunk, write_song
 from tasks.reader import iterate_episodes
 from tasks.specialist import NOMINAL_FILE, read_manifest, run_key, get_profile, train_specialist
@@ -32,7 +32,7 @@ def chunk(song):
 
 def test_kinds_have_their_own_keys_and_bad_kinds_are_named():
     profile = get_profile("smoke")
-    from envs.config import EnvConfig
+    from envs.piano.config import EnvConfig
 
     keys = {kind: run_key("c", profile, EnvConfig(), 0, kind) for kind in ("droq", "residual", "ik")}
     assert len(set(keys.values())) == 3

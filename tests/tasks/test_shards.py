@@ -15,7 +15,8 @@ import rlds
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from envs.metrics import key_press_metrics
+from envs import atomic
+from envs.piano.metrics import key_press_metrics
 from tasks import shards
 from tasks.shards import Episode, ShardError
 
@@ -313,11 +314,11 @@ def test_crash_keeps_previous_complete_folder(tmp_path):
 @pytest.mark.parametrize("exchange", ["renameat2", "rename_aside"])
 def test_rewrite_replaces_atomically_and_old_stays_readable_until_swap(tmp_path, monkeypatch, exchange):
     exchanged = []
-    real_exchange = shards._exchange
+    real_exchange = atomic._exchange
     if exchange == "rename_aside":  # file systems without RENAME_EXCHANGE
-        monkeypatch.setattr(shards, "_exchange", lambda a, b: exchanged.append(False) or False)
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: exchanged.append(False) or False)
     else:
-        monkeypatch.setattr(shards, "_exchange", lambda a, b: exchanged.append(real_exchange(a, b)) or exchanged[-1])
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: exchanged.append(real_exchange(a, b)) or exchanged[-1])
     rng = np.random.default_rng(7)
     shards.write_song_dataset(tmp_path, "song_a", make_song(rng))
     song_dir = tmp_path / "song_a"

@@ -21,7 +21,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from envs.metrics import key_press_metrics
+from envs.piano.metrics import key_press_metrics
 from tasks import shards, stats
 from tasks.shards import Episode
 from tests.tasks.test_shards import make_episode
