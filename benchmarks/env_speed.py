@@ -27,7 +27,6 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 import mujoco
-import numpy as np
 
 
 def main() -> None:
@@ -40,9 +39,9 @@ def main() -> None:
 
     from benchmarks.baseline import plain_robopianist_env, steps_per_second
     from envs.music.chunks import make_chunks
+    from envs.music.songs import load_song
     from envs.piano.config import EnvConfig
     from envs.piano.env import make_env
-    from envs.music.songs import load_song
 
     config = EnvConfig()
     chunk = make_chunks(load_song(args.song))[0]

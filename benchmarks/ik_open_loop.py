@@ -60,12 +60,12 @@ def main() -> None:
 
     from dataclasses import replace
 
+    from envs.control.nominal import NominalConfig, NominalController, nominal_trajectory
     from envs.music.chunks import make_chunks
+    from envs.music.songs import load_song
     from envs.piano.config import EnvConfig
     from envs.piano.env import make_env
-    from envs.control.nominal import NominalConfig, NominalController, nominal_trajectory
     from envs.piano.rollout import run_episode, zero_controller
-    from envs.music.songs import load_song
 
     env_config, config = EnvConfig(), NominalConfig()
     rows = []

@@ -112,7 +112,7 @@ def with_inference_steps(policy, steps: int):
 
 def single_core_worker(policy_dir: str, calls: int) -> None:
     """Subprocess side of the one-core measurement: prints one JSON line."""
-    from agents.common.policy import load_policy
+    from agents.common.io import load_policy
 
     policy = load_policy(Path(policy_dir))
     obs = np.load(Path(policy_dir).parent / "obs.npy")
@@ -129,7 +129,7 @@ def single_core_worker(policy_dir: str, calls: int) -> None:
 
 
 def single_core_latency(policy, obs: np.ndarray, calls: int, work: Path) -> dict:
-    from agents.common.policy import save_policy
+    from agents.common.io import save_policy
 
     policy_dir = work / policy.name
     save_policy(policy, policy_dir)

@@ -50,8 +50,8 @@ def main() -> None:
 
     from benchmarks.baseline import plain_robopianist_env, steps_per_second
     from envs.music.chunks import make_chunks
-    from envs.piano.config import EnvConfig
     from envs.music.songs import load_song
+    from envs.piano.config import EnvConfig
     from tasks.rollouts import iter_rollout_episodes, rollout_chunk
     from tasks.shards import bytes_per_step, naive_float32_bytes_per_step, write_song_dataset
     from tasks.specialist import PROFILES, train_specialist

@@ -321,12 +321,12 @@ def song_shards_digest(song_dir: Path) -> str:
 
 def policy_key(method: Method, train_dirs: Sequence[Path], *, steps: int, seed: int) -> str:
     """Run-independent identity of a trained policy, `<policy>-<16 hex>` (a folder name)."""
-    from agents.common.policy import _config_to_json
+    from agents.common.io import config_to_json
 
     config = resolve_config(method)
     payload = {
         "policy": method.policy,
-        "config": _config_to_json(config),
+        "config": config_to_json(config),
         "steps": steps,
         "seed": seed,
         "songs": [(Path(d).name, song_shards_digest(Path(d))) for d in train_dirs],
@@ -336,7 +336,7 @@ def policy_key(method: Method, train_dirs: Sequence[Path], *, steps: int, seed: 
 
 
 def policy_done(policy_dir: Path, key: str) -> bool:
-    from agents.common.policy import PARAMS_FILE
+    from agents.common.io import PARAMS_FILE
 
     meta = _read_json(Path(policy_dir) / "policy.json")
     return bool(meta) and meta.get("policy_key") == key and (Path(policy_dir) / PARAMS_FILE).is_file()
@@ -370,7 +370,8 @@ def train_policy(
 ) -> dict:
     """Train `method` on the song folders and save it under `<policies_dir>/<key>/`
     (nothing to do when it is there already); returns a small summary."""
-    from agents.common.policy import get_policy, save_policy
+    from agents.common.io import save_policy
+    from agents.common.policy import get_policy
     from tasks.reader import WindowDataset
     from tasks.shards import OBSERVATION_KEYS
 
@@ -588,7 +589,7 @@ def evaluate_policy_group(
     train_songs: int = 0,
 ) -> dict:
     """Play a group's items with a saved policy and write its records (or reuse them)."""
-    from agents.common.policy import load_policy
+    from agents.common.io import load_policy
 
     stem = records_stem(config.reports_dir, policy_key_, group)
     key = group_evaluation_key(policy_key_, items, config)

@@ -61,7 +61,7 @@ class CollectConfig:
     seed: int = 0
     env: dict = field(default_factory=dict)  # EnvConfig fields, e.g. {"reward": {"fingering": "ot"}}
     specialist: str = "droq"  # droq | residual | ik (tasks.specialist.KINDS)
-    residual: dict = field(default_factory=dict)  # ResidualConfig fields (residual and ik specialists)
+    residual: dict = field(default_factory=dict)  # ResidualSpecialistConfig fields (residual and ik specialists)
     work_dir: str = "work"
     shards_dir: str = "datasets/shards"
     specialists_dir: str = "datasets/specialists"
@@ -93,12 +93,12 @@ class CollectConfig:
         return EnvConfig.from_dict(self.env)
 
     def residual_config(self):
-        """The `envs.control.residual.ResidualConfig` of residual/ik specialists (None for droq)."""
+        """The `tasks.specialist.ResidualSpecialistConfig` of residual/ik specialists (None for droq)."""
         if self.specialist == "droq":
             return None
-        from envs.control.residual import ResidualConfig
+        from tasks.specialist import ResidualSpecialistConfig
 
-        return ResidualConfig.from_dict(self.residual)
+        return ResidualSpecialistConfig.from_dict(self.residual)
 
     @classmethod
     def from_params(cls, params: dict, **overrides) -> "CollectConfig":

@@ -23,7 +23,7 @@ Sections::
       specialists_dir: datasets/specialists
       env: {fingering: ot}      # envs.piano.config.FINGERING_MODES
       specialist: droq          # droq | residual | ik (tasks.specialist.KINDS)
-      residual: {}              # envs.control.residual.ResidualConfig fields (residual, ik)
+      residual: {}              # tasks.specialist.ResidualSpecialistConfig fields (residual, ik)
     stats: {reports_dir: datasets/reports/stats}
     benchmark:                  # the policy benchmark (tasks/benchmark.py, RP1M Table 2)
       shards_dir: datasets/shards

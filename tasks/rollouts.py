@@ -103,9 +103,9 @@ def _worker_setup(job: RolloutJob) -> dict:
         kind = manifest.get("kind", "droq")
         residual = None
         if kind != "droq":
-            from envs.control.residual import ResidualConfig
+            from tasks.specialist import ResidualSpecialistConfig
 
-            residual = ResidualConfig.from_dict(manifest.get("residual_config"))
+            residual = ResidualSpecialistConfig.from_dict(manifest.get("residual_config"))
         envs = [make_specialist_env(job.chunk, kind, job.env_config, residual, work_dir=Path(job.specialist_dir))
                 for _ in range(LANES)]
         _WORKER.update(key=job.key, forward=forward, envs=envs, featurize=flat_observation_fn(envs[0]),

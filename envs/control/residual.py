@@ -47,7 +47,8 @@ NOMINAL_KEY = "nominal_action"
 
 @dataclasses.dataclass(frozen=True)
 class ResidualConfig:
-    """The residual specialist's task around the nominal controller.
+    """The residual specialist's task around the nominal controller (how DroQ learns in it:
+    `agents.droq.ResidualLearning`).
 
     Attributes:
       scale: bound of the residual as a fraction of each actuator's half range
@@ -58,40 +59,12 @@ class ResidualConfig:
         0 keeps the RP1M reward unchanged (PianoMime Fig. 7: best F1 at 0).
       mimic_margin: distance (m) at which the mimic term has fallen to 0.1
         (Gaussian tolerance as the RP1M OT term, which is 1 within 0.01 m).
-      warmup_noise: std of the zero-mean Gaussian residual (clipped to
-        [-1, 1]) played during the agent's warm-up, in place of DroQ's uniform
-        random actions, and the initial policy's pre-tanh std (ours). Uniform residuals in [-1, 1] would fill the
-        replay buffer with episodes far from the nominal, which plays well on
-        its own; residual RL explores around the nominal (Silver et al. 2018,
-        PianoMime's [12]).
-      critic_burn_in: env steps after the warm-up during which only the critic
-        learns while the policy stays at its initial zero-mean, warmup_noise
-        spread (Silver et al. 2018's burn-in: the critic first learns the
-        nominal's values, so the first actor steps follow a useful gradient
-        instead of pulling the residual away from the nominal).
-      init_temperature: initial entropy temperature of the residual agent
-        (replaces the profile's `DroQConfig.init_temperature`, 1.0). A small
-        start keeps the first policies near the nominal instead of pushing
-        them toward maximum entropy; PianoMime trains with PPO and an entropy
-        coefficient of 0 (Appendix Table 6). The temperature is still learned.
-      prior_weight: the residual agent's `DroQConfig.actor_prior_weight`: a
-        penalty on the squared residual in the actor loss, beside the Q term
-        normalised by its mean magnitude (TD3+BC's form; ours). Without it the
-        first actor updates follow the critic's extrapolation away from the
-        near-zero residuals it was trained on and lose the nominal's presses.
-        Measured on CMajorScaleTwoHands:0, F1 at 12.5k/15k/17.5k/20k steps
-        (nominal 0.726): weight 0: 0.256/0.416/0.153/0.568; 0.01:
-        0.672/0.592/0.689/0.640; 0.1: 0.701/0.697/0.731/0.729.
       nominal: how the nominal trajectory is planned and solved.
     """
 
     scale: float = 0.25
     mimic_weight: float = 0.0
     mimic_margin: float = 0.05
-    warmup_noise: float = 0.1
-    critic_burn_in: int = 5000
-    init_temperature: float = 0.01
-    prior_weight: float = 0.1
     nominal: NominalConfig = dataclasses.field(default_factory=NominalConfig)
 
     def __post_init__(self) -> None:
@@ -101,14 +74,6 @@ class ResidualConfig:
             raise ValueError(f"ResidualConfig.mimic_weight={self.mimic_weight}: must be >= 0")
         if self.mimic_margin <= 0:
             raise ValueError(f"ResidualConfig.mimic_margin={self.mimic_margin}: must be > 0")
-        if not 0.0 <= self.warmup_noise <= 1.0:
-            raise ValueError(f"ResidualConfig.warmup_noise={self.warmup_noise}: must be in [0, 1]")
-        if isinstance(self.critic_burn_in, bool) or not isinstance(self.critic_burn_in, int) or self.critic_burn_in < 0:
-            raise ValueError(f"ResidualConfig.critic_burn_in={self.critic_burn_in!r}: must be an int >= 0")
-        if not (isinstance(self.prior_weight, (int, float)) and self.prior_weight >= 0):
-            raise ValueError(f"ResidualConfig.prior_weight={self.prior_weight!r}: must be a number >= 0")
-        if not self.init_temperature > 0:
-            raise ValueError(f"ResidualConfig.init_temperature={self.init_temperature}: must be > 0")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

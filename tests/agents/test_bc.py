@@ -16,7 +16,8 @@ import pytest
 
 from agents.bc import PAPER_HIDDEN_DIMS, BCConfig, BCPolicy, train_bc
 from agents.bc.agent import init_params, predict_normalized
-from agents.common.policy import Normalizer, PolicySpec, get_policy, load_policy, save_policy
+from agents.common.io import load_policy, save_policy
+from agents.common.policy import Normalizer, PolicySpec, get_policy
 from tasks.reader import WindowDataset
 from tasks.shards import OBSERVATION_KEYS, Episode
 
@@ -132,7 +133,7 @@ def test_bc_paper_defaults():
         ("learning_rate", -1e-3, r"BCConfig.learning_rate must be a finite number > 0, got -0.001"),
         ("batch_size", 0, r"BCConfig.batch_size must be an int >= 1, got 0"),
         ("adam_b2", 1.0, r"BCConfig.adam_b2 must be in \[0, 1\), got 1.0"),
-        ("action_horizon", 2, r"BCConfig.action_horizon=2 must be <= pred_horizon=1"),
+        ("action_horizon", 2, r"BCConfig.pred_horizon=1 is too short to return action_horizon=2"),
     ],
 )
 def test_bc_config_validation_names_the_field(field, value, message):

@@ -11,12 +11,12 @@ memorizing "current observation -> action" does not work).
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 
 from agents.bc_rnn import BCRNNConfig, BCRNNPolicy, train_bc_rnn
-from agents.common.policy import Normalizer, PolicySpec, load_policy, save_policy
+from agents.common.io import load_policy, save_policy
+from agents.common.policy import Normalizer, PolicySpec
 from tasks.reader import WindowDataset, flatten_observation
 from tasks.shards import OBSERVATION_KEYS, Episode
 

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents.common.policy import Normalizer, PolicySpec, load_policy, save_policy
+from agents.common.io import load_policy, save_policy
+from agents.common.policy import Normalizer, PolicySpec
 from agents.ibc import IBCConfig, IBCPolicy, iterative_dfo, train_ibc
 from agents.ibc.agent import init_params, predict_normalized
 from tasks.reader import WindowDataset

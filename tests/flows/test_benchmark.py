@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from envs.music.chunks import chunk_path, make_chunks, save_chunk
+from envs.music.songs import load_song
 from envs.piano.config import EnvConfig
 from envs.piano.env import make_env
-from envs.piano.spec import OBSERVATION_KEYS
 from envs.piano.metrics import key_press_metrics
-from envs.music.songs import load_song
+from envs.piano.spec import OBSERVATION_KEYS
 from tasks.params import ParamsError, validate_params
 from tasks.shards import Episode, write_song_dataset
 

@@ -17,11 +17,12 @@ import rlds
 import tensorflow_datasets as tfds
 
 from envs.music.chunks import make_chunks, save_chunk
-from envs.piano.metrics import key_press_metrics
 from envs.music.songs import load_song
+from envs.piano.metrics import key_press_metrics
 from tasks.rollouts import LANES, iter_rollout_episodes, rollout_chunk
 from tasks.shards import builder_dir, read_manifest, write_song_dataset
-from tasks.specialist import PROFILES, read_manifest as read_specialist
+from tasks.specialist import PROFILES
+from tasks.specialist import read_manifest as read_specialist
 
 REPO = Path(__file__).resolve().parents[2]
 N_ROLLOUTS = LANES + 2  # two groups, the second one partial

@@ -9,13 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.droq import ResidualLearning
 from envs.music.chunks import make_chunks, save_chunk
-from envs.piano.metrics import key_press_metrics
-from envs.control.residual import ResidualConfig
 from envs.music.songs import load_song
+from envs.piano.metrics import key_press_metrics
 from tasks.collect import CollectConfig, rollout_chunk_step, specialist_done, train_chunk, write_song
 from tasks.reader import iterate_episodes
-from tasks.specialist import NOMINAL_FILE, read_manifest, run_key, get_profile, train_specialist
+from tasks.specialist import (
+    NOMINAL_FILE,
+    ResidualSpecialistConfig,
+    get_profile,
+    read_manifest,
+    run_key,
+    train_specialist,
+)
 
 N_STEPS = 16
 
@@ -105,7 +112,7 @@ def test_residual_specialist_starts_from_the_nominal(tmp_path, chunk):
                       checkpoint_every=N_STEPS, agent=replace(smoke.agent, warmup_steps=3 * N_STEPS))
     ik = train_specialist(chunk, tmp_path / "ik", "smoke", kind="ik")
     res = train_specialist(chunk, tmp_path / "res", profile, kind="residual",
-                           residual_config=ResidualConfig(prior_weight=0.3, init_temperature=0.02))
+                           residual_config=ResidualSpecialistConfig(learning=ResidualLearning(prior_weight=0.3, init_temperature=0.02)))
     # the residual's agent settings replace the profile's
     assert res["agent_config"]["actor_prior_weight"] == 0.3 and res["agent_config"]["init_temperature"] == 0.02
     assert [p["f1"] for p in res["curve"]] == [ik["final"]["f1"]] * 2
@@ -115,4 +122,26 @@ def test_residual_specialist_starts_from_the_nominal(tmp_path, chunk):
     # the replay buffer of the checkpoint at step N_STEPS: all warm-up actions
     actions = np.load(latest_checkpoint(tmp_path / "res" / "checkpoints") / "arrays" / "actions.npy")
     assert actions.shape == (N_STEPS, 39)
-    assert 0.03 < actions.std() < 0.2 and np.abs(actions).max() < 0.6  # ResidualConfig.warmup_noise = 0.1
+    assert 0.03 < actions.std() < 0.2 and np.abs(actions).max() < 0.6  # ResidualLearning.warmup_noise = 0.1
+
+
+def test_residual_specialist_config_is_one_flat_dict_with_the_keys_of_before():
+    """The `residual:` section: task fields (envs) and learner fields (agents) in one dict;
+    digests and run keys are those of the single ResidualConfig before the split (pinned)."""
+    from envs.control.residual import ResidualConfig
+    from envs.piano.config import EnvConfig
+
+    default = ResidualSpecialistConfig()
+    assert default.digest() == "125fdbb9eae5"
+    mixed = ResidualSpecialistConfig.from_dict({"scale": 0.5, "prior_weight": 0.3})
+    assert mixed.task == ResidualConfig(scale=0.5) and mixed.learning == ResidualLearning(prior_weight=0.3)
+    assert mixed.digest() == "ed2e02bddc57"
+    assert ResidualSpecialistConfig.from_dict(mixed.as_dict()) == mixed
+    assert run_key("abc:0", get_profile("smoke"), EnvConfig(), 0, "residual", default) == "05f9a86ee2a02619"
+    assert run_key("abc:0", get_profile("smoke"), EnvConfig(), 0, "ik", default) == "60b16bcec5efa03b"
+    assert run_key("abc:0", get_profile("cpu"), EnvConfig(), 0) == "a267fa336339b604"
+    with pytest.raises(ValueError, match=r"unknown fields \['scal'\]"):
+        ResidualSpecialistConfig.from_dict({"scal": 0.1})
+    for bad in ({"warmup_noise": 2.0}, {"init_temperature": 0.0}, {"prior_weight": -0.1}, {"critic_burn_in": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ResidualSpecialistConfig.from_dict(bad)

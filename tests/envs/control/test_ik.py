@@ -6,11 +6,11 @@ import mujoco
 import numpy as np
 import pytest
 
+from envs.control.ik import HandsIK, IKConfig
 from envs.music.chunks import make_chunks
+from envs.music.songs import load_song
 from envs.piano.config import EnvConfig
 from envs.piano.env import make_env
-from envs.control.ik import HandsIK, IKConfig
-from envs.music.songs import load_song
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from envs.music.chunks import make_chunks
-from envs.piano.config import EnvConfig
-from envs.piano.env import make_env
-from envs.piano.metrics import key_press_metrics
 from envs.control.nominal import (
     SEARCH_VARIANTS,
     FingertipPlan,
@@ -25,8 +21,12 @@ from envs.control.nominal import (
     run_open_loop,
     schedule_presses,
 )
-from envs.piano.rollout import run_episode, zero_controller
+from envs.music.chunks import make_chunks
 from envs.music.songs import load_song
+from envs.piano.config import EnvConfig
+from envs.piano.env import make_env
+from envs.piano.metrics import key_press_metrics
+from envs.piano.rollout import run_episode, zero_controller
 
 SCALE_STEPS = 60
 # Open-loop F1 of the default controller on the first 60 steps of

@@ -7,12 +7,12 @@ import pytest
 from robopianist.wrappers.evaluation import MidiEvaluationWrapper
 
 from envs.music.chunks import make_chunks
+from envs.music.songs import load_song
 from envs.piano.config import EnvConfig, RewardConfig
 from envs.piano.env import flatten_observation, make_env
-from envs.piano.spec import OBSERVATION_KEYS
 from envs.piano.metrics import key_press_metrics
 from envs.piano.rollout import random_controller, run_episode
-from envs.music.songs import load_song
+from envs.piano.spec import OBSERVATION_KEYS
 
 EXPECTED_SIZES = {  # RP1M Table 3 with L = 11
     "piano_goal": 11 * 88,

@@ -1,13 +1,18 @@
-"""Validation of policy configs: each error names the config class, the field and the bad value.
+"""The base of every imitation policy's config, and the checks configs share.
 
-Shared by the BC, IBC and BC-RNN configs (`agents.bc.config` and friends).
+`PolicyConfig` holds what all policies have in common (lerobot keeps the
+horizons in one base config): the window horizons To, Tp, Ta, where the
+predicted chunk starts, `spec_for` and their checks. Every check error names
+the config class, the field and the bad value.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from agents.common.networks import ACTIVATION_NAMES
+from agents.common.policy import PolicySpec
 
 
 def check_int(owner: str, name: str, value, minimum: int) -> None:
@@ -58,3 +63,48 @@ def check_network_and_adam(owner: str, config) -> None:
     check_positive(owner, "adam_eps", config.adam_eps)
     check_unit_interval(owner, "adam_b1", config.adam_b1)
     check_unit_interval(owner, "adam_b2", config.adam_b2)
+
+
+def check_bool(owner: str, name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}.{name} must be a bool, got {value!r}")
+
+
+class PolicyConfig:
+    """Mixin base of the frozen policy config dataclasses.
+
+    A subclass has `obs_horizon` (To), `pred_horizon` (Tp) and `action_horizon`
+    (Ta), as fields or properties, and says where its predicted chunk starts:
+    at the current step (`action_offset` 0, as BC) or, with
+    `chunk_starts_at_first_obs`, at the first observed step (diffusion_policy's
+    convention, `action_offset = -(To - 1)`).
+    """
+
+    chunk_starts_at_first_obs: ClassVar[bool] = False
+
+    @property
+    def action_offset(self) -> int:
+        return -(self.obs_horizon - 1) if self.chunk_starts_at_first_obs else 0
+
+    def spec_for(self, obs_dim: int, action_dim: int) -> PolicySpec:
+        """Window sizes for training data and evaluation."""
+        return PolicySpec(
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            obs_horizon=self.obs_horizon,
+            pred_horizon=self.pred_horizon,
+            action_horizon=self.action_horizon,
+            action_offset=self.action_offset,
+        )
+
+    def check_horizons(self) -> None:
+        """Each horizon an int >= 1, and the chunk long enough to hold Ta actions from the current step."""
+        owner = type(self).__name__
+        for name in ("obs_horizon", "pred_horizon", "action_horizon"):
+            check_int(owner, name, getattr(self, name), minimum=1)
+        current = -self.action_offset
+        if current + self.action_horizon > self.pred_horizon:
+            raise ValueError(
+                f"{owner}.pred_horizon={self.pred_horizon} is too short to return action_horizon="
+                f"{self.action_horizon} actions from the current step (index {current} of the predicted chunk)"
+            )
