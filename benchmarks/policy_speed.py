@@ -49,8 +49,9 @@ SINGLE_CORE_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism
 
 def synthetic_dataset(spec, *, n_episodes: int = 4, n_steps: int = 200, seed: int = 0):
     """A WindowDataset with RP1M's observation keys, sizes and dtypes (random values)."""
-    from tasks.reader import WindowDataset
-    from tasks.shards import OBSERVATION_KEYS, Episode, observation_dims, step_field_specs
+    from envs.piano.spec import OBSERVATION_KEYS
+    from tasks.rlds import Episode, observation_dims, step_field_specs
+    from tasks.rlds.reader import WindowDataset
 
     dims = observation_dims()
     dtypes = {key: field.dtype for key, field in step_field_specs()["observation"].items()}

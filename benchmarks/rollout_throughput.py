@@ -52,8 +52,8 @@ def main() -> None:
     from envs.music.chunks import make_chunks
     from envs.music.songs import load_song
     from envs.piano.config import EnvConfig
+    from tasks.rlds import bytes_per_step, naive_float32_bytes_per_step, write_song_dataset
     from tasks.rollouts import iter_rollout_episodes, rollout_chunk
-    from tasks.shards import bytes_per_step, naive_float32_bytes_per_step, write_song_dataset
     from tasks.specialist import PROFILES, train_specialist
 
     song = load_song(args.song)

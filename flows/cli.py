@@ -247,7 +247,7 @@ def render(
 
             info = {"specialist_id": manifest["specialist_id"], "chunk_id": chunk.chunk_id}
         else:
-            from tasks.reader import iterate_episodes
+            from tasks.rlds.reader import iterate_episodes
 
             if chunk_file is None:
                 _fail("--episode needs --chunk CHUNK_FILE (the chunk the episode was collected on)")
@@ -383,7 +383,7 @@ def status(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """done / failed / pending per song, read from the files (manifests, status records)."""
-    from tasks.shards import read_manifest
+    from tasks.rlds import read_manifest
 
     rows = []
     status_dir = Path(work_dir) / "status"

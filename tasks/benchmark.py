@@ -313,7 +313,7 @@ def _policy_code_version(policy_name: str) -> str:
 
 def song_shards_digest(song_dir: Path) -> str:
     """A song folder's content identity: its manifest's file checksums."""
-    from tasks.shards import read_manifest
+    from tasks.rlds import read_manifest
 
     manifest = read_manifest(song_dir)
     return _digest(sorted((f.path, f.sha256) for f in manifest.files))
@@ -347,7 +347,7 @@ _EPISODES_CACHE: dict[tuple, list] = {}  # the last training set read (the next 
 
 
 def _training_episodes(train_dirs: Sequence[Path]) -> list:
-    from tasks.reader import iterate_episodes
+    from tasks.rlds.reader import iterate_episodes
 
     key = tuple((str(d), song_shards_digest(Path(d))) for d in train_dirs)
     with _EPISODES_LOCK:
@@ -372,8 +372,8 @@ def train_policy(
     (nothing to do when it is there already); returns a small summary."""
     from agents.common.io import save_policy
     from agents.common.policy import get_policy
-    from tasks.reader import WindowDataset
-    from tasks.shards import OBSERVATION_KEYS
+    from envs.piano.spec import OBSERVATION_KEYS
+    from tasks.rlds.reader import WindowDataset
 
     policy_dir = Path(policies_dir) / key
     if policy_done(policy_dir, key):
@@ -419,7 +419,7 @@ def train_policy(
 
 def select_training_sets(config: BenchmarkConfig) -> list[list[Path]]:
     """The training sets, smallest first: the first N song folders of the collection."""
-    from tasks.shards import complete_songs, is_complete
+    from tasks.rlds import complete_songs, is_complete
 
     shards_dir = Path(config.shards_dir)
     if config.train_songs is not None:
@@ -461,7 +461,7 @@ def _chunk_items(group: str, song_ref: str, song_id: str, chunk_files: Sequence[
 def _collection_chunk_files(song_dir: Path, config: BenchmarkConfig) -> list[Path]:
     """The chunk files a song of the collection was played on, by chunk index."""
     from envs.music.chunks import chunk_path, load_chunk
-    from tasks.shards import read_manifest
+    from tasks.rlds import read_manifest
 
     manifest = read_manifest(song_dir)
     chunks = sorted({(e.chunk_index, e.chunk_id) for e in manifest.episodes})

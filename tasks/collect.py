@@ -152,7 +152,7 @@ def song_shards_key(chunk_ids: list[str], config: CollectConfig) -> str:
 
 
 def song_done(song_id: str, chunk_ids: list[str], config: CollectConfig) -> bool:
-    from tasks.shards import is_complete
+    from tasks.rlds import is_complete
 
     key_file = Path(config.work_dir) / song_id / "shards.key"
     return (
@@ -242,8 +242,8 @@ def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: C
 
 def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], config: CollectConfig) -> dict:
     """Merge the song's chunk rollouts into its TFDS folder (atomic swap)."""
+    from tasks.rlds import write_song_dataset
     from tasks.rollouts import iter_rollout_episodes
-    from tasks.shards import write_song_dataset
 
     if song_done(song_id, chunk_ids, config):
         manifest = _read_json(Path(config.shards_dir) / song_id / SONG_MANIFEST)

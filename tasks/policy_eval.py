@@ -7,7 +7,7 @@ and F1 (`envs.piano.metrics.key_press_metrics`, the per-step figures averaged ov
 the steps, as robopianist's `MidiEvaluationWrapper`) with the per-step goal and
 pressed keys they come from.
 
-The control loop mirrors training (`tasks.reader.WindowDataset`):
+The control loop mirrors training (`tasks.rlds.reader.WindowDataset`):
 
 - the policy sees the last `To = spec.obs_horizon` flat observations, oldest
   first; at an episode start the first observation is repeated;

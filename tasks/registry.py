@@ -58,7 +58,7 @@ Pitfalls handled:
   two flows register one after the other. The lock is per open file, so two
   threads of one process also serialize; it is not re-entrant.
 - Half-written folders: collection writes a song into a hidden staging
-  folder and renames it (tasks/shards.py); `.dvcignore` keeps those
+  folder and renames it (tasks/rlds.py); `.dvcignore` keeps those
   (`.*.staging-*`, `.*.old-*`, `.*.tmp*`, pulls' `.*.pull-*`, orbax
   `*.orbax-checkpoint-tmp-*`) out of every data version.
 - `.gitignore` lines lost: after every operation each output is checked with
@@ -501,7 +501,7 @@ def _same_song(fs, src: str, dest: Path, verify: bool) -> bool:
         return False
     if fs.cat_file(f"{src}/{MANIFEST_NAME}") != local_manifest.read_bytes():
         return False
-    from tasks import shards  # lazy: TensorFlow
+    import tasks.rlds as shards  # lazy: TensorFlow
 
     return shards.is_complete(dest, verify=verify)
 
@@ -512,7 +512,7 @@ def _check_song(folder: Path, song: str, rev: str, verify: bool) -> None:
     if not (folder / MANIFEST_NAME).is_file():
         logger.warning("song %s at %s has no %s; not checked", song, rev, MANIFEST_NAME)
         return
-    from tasks import shards  # lazy: TensorFlow
+    import tasks.rlds as shards  # lazy: TensorFlow
 
     try:
         shards.read_manifest(folder, verify=verify)

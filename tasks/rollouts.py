@@ -189,7 +189,7 @@ def _group_path(out_dir: Path, group: int) -> Path:
 
 
 def _save_group(path: Path, job: RolloutJob, episodes: list[dict]) -> None:
-    from tasks.shards import Episode
+    from tasks.rlds import Episode
 
     arrays: dict[str, np.ndarray] = {"key": np.array(job.key)}
     for ep in episodes:
@@ -223,8 +223,8 @@ def _episode_metadata(job: RolloutJob, ep: dict) -> dict:
 
 
 def load_group(path: Path) -> list:
-    """Episodes (tasks.shards.Episode) stored in one group file, in rollout order."""
-    from tasks.shards import Episode
+    """Episodes (tasks.rlds.Episode) stored in one group file, in rollout order."""
+    from tasks.rlds import Episode
 
     with np.load(path) as data:
         prefixes = sorted({name.split("/")[0] for name in data.files if name.startswith("ep")})

@@ -40,7 +40,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from envs import atomic
-from tasks.shards import N_KEYS, SPLIT, builder_dir, complete_songs
+from envs.piano.spec import N_KEYS
+from tasks.rlds import SPLIT, builder_dir, complete_songs
 
 logger = logging.getLogger(__name__)
 

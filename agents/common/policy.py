@@ -3,9 +3,9 @@
 Shapes (diffusion_policy's convention, RP1M Appendix B):
 
 - observation window ``obs``: ``(B, To, obs_dim)`` float32, the last ``To`` flat
-  observations (``tasks.reader.flatten_observation`` order), oldest first. At
+  observations (``tasks.rlds.reader.flatten_observation`` order), oldest first. At
   an episode start the first observation is repeated, as in training
-  (`tasks.reader.WindowDataset`).
+  (`tasks.rlds.reader.WindowDataset`).
 - action chunk: ``(B, Ta, action_dim)`` float32 in the env's action units (as
   stored in the shards), ``Ta = spec.action_horizon`` steps that the caller
   executes one per control step before it asks again.
@@ -110,7 +110,7 @@ class Normalizer:
 
     @classmethod
     def from_dataset(cls, dataset, *, max_samples: int = 200_000, seed: int = 0) -> "Normalizer":
-        """Fitted on (up to `max_samples`) steps of a `tasks.reader.WindowDataset`.
+        """Fitted on (up to `max_samples`) steps of a `tasks.rlds.reader.WindowDataset`.
 
         Each anchor contributes its own step: the last observation of the
         window and the action at the anchor, chunk index `-action_offset`

@@ -1,6 +1,6 @@
 """BC policy (RP1M B.1.1): fits a known mapping, contract shapes, save/load, config checks.
 
-Data: synthetic episodes in the shard layout (`tasks.shards.Episode`, every
+Data: synthetic episodes in the shard layout (`tasks.rlds.Episode`, every
 observation key present but a few dims wide) read through the real
 `WindowDataset`; the expert action is a fixed smooth function of the
 observation, in env units away from [-1, 1] so the normalizer matters.
@@ -18,8 +18,9 @@ from agents.bc import PAPER_HIDDEN_DIMS, BCConfig, BCPolicy, train_bc
 from agents.bc.agent import init_params, predict_normalized
 from agents.common.io import load_policy, save_policy
 from agents.common.policy import Normalizer, PolicySpec, get_policy
-from tasks.reader import WindowDataset
-from tasks.shards import OBSERVATION_KEYS, Episode
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.rlds import Episode
+from tasks.rlds.reader import WindowDataset
 
 KEY_DIMS = dict(zip(OBSERVATION_KEYS, (3, 1, 2, 1, 2, 3)))  # obs_dim 12
 ACTION_DIM = 3

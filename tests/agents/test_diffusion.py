@@ -24,8 +24,9 @@ from agents.diffusion import (
 )
 from agents.diffusion.agent import normalized_batch
 from agents.diffusion.networks import Conv1d, Upsample1d, init_params_fast, live_taps, make_unet
-from tasks.reader import WindowDataset
-from tasks.shards import OBSERVATION_KEYS, Episode
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.rlds import Episode
+from tasks.rlds.reader import WindowDataset
 
 # One small configuration for every test that trains or samples, so jit compiles
 # each function once. A single U-Net level (no down/upsampling) learns the toy

@@ -19,8 +19,9 @@ from agents.common.io import load_policy, save_policy
 from agents.common.policy import Normalizer, PolicySpec
 from agents.ibc import IBCConfig, IBCPolicy, iterative_dfo, train_ibc
 from agents.ibc.agent import init_params, predict_normalized
-from tasks.reader import WindowDataset
-from tasks.shards import OBSERVATION_KEYS, Episode
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.rlds import Episode
+from tasks.rlds.reader import WindowDataset
 
 KEY_DIMS = dict(zip(OBSERVATION_KEYS, (3, 1, 2, 1, 2, 3)))  # obs_dim 12
 ACTION_DIM = 2

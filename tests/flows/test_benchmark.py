@@ -22,7 +22,7 @@ from envs.piano.env import make_env
 from envs.piano.metrics import key_press_metrics
 from envs.piano.spec import OBSERVATION_KEYS
 from tasks.params import ParamsError, validate_params
-from tasks.shards import Episode, write_song_dataset
+from tasks.rlds import Episode, write_song_dataset
 
 TRAIN_SONGS = ("robopianist:CMajorScaleTwoHands", "robopianist:TwinkleTwinkleRousseau")
 EPISODE_STEPS = 30

@@ -12,7 +12,7 @@ from pathlib import Path
 import pretty_midi
 import pytest
 
-from tasks.shards import is_complete, read_manifest
+from tasks.rlds import is_complete, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 N_ROLLOUTS = 4

@@ -19,8 +19,8 @@ import tensorflow_datasets as tfds
 from envs.music.chunks import make_chunks, save_chunk
 from envs.music.songs import load_song
 from envs.piano.metrics import key_press_metrics
+from tasks.rlds import builder_dir, read_manifest, write_song_dataset
 from tasks.rollouts import LANES, iter_rollout_episodes, rollout_chunk
-from tasks.shards import builder_dir, read_manifest, write_song_dataset
 from tasks.specialist import PROFILES
 from tasks.specialist import read_manifest as read_specialist
 

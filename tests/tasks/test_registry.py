@@ -69,8 +69,8 @@ def assert_shards_ignored(repo: Path) -> None:
 
 
 def write_song(shards_dir: Path, song_id: str, seed: int) -> None:
-    from tasks import shards
-    from tests.tasks.test_shards import make_song
+    import tasks.rlds as shards
+    from tests.tasks.rlds.test_shards import make_song
 
     episodes = make_song(np.random.default_rng(seed), song_id, lengths=(4, 3, 5))
     shards.write_song_dataset(shards_dir, song_id, episodes, max_episodes_per_shard=2)

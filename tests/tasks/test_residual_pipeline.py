@@ -14,7 +14,7 @@ from envs.music.chunks import make_chunks, save_chunk
 from envs.music.songs import load_song
 from envs.piano.metrics import key_press_metrics
 from tasks.collect import CollectConfig, rollout_chunk_step, specialist_done, train_chunk, write_song
-from tasks.reader import iterate_episodes
+from tasks.rlds.reader import iterate_episodes
 from tasks.specialist import (
     NOMINAL_FILE,
     ResidualSpecialistConfig,

@@ -17,14 +17,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tasks.shards import (
-    OBSERVATION_KEYS,
-    SPLIT,
-    Episode,
-    ShardError,
-    builder_dir,
-    read_manifest,
-)
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.rlds.episode import Episode
+from tasks.rlds.manifest import builder_dir, read_manifest
+from tasks.rlds.spec import SPLIT, ShardError
 
 _MAX_STEPS = 2**31 - 1  # batch a whole episode's steps into one element
 

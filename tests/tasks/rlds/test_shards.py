@@ -15,10 +15,11 @@ import rlds
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import tasks.rlds as shards
 from envs import atomic
 from envs.piano.metrics import key_press_metrics
-from tasks import shards
-from tasks.shards import Episode, ShardError
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.rlds import Episode, ShardError
 
 GOAL_STEPS = 11  # L = lookahead 10 + current
 
@@ -109,7 +110,7 @@ def written(tmp_path_factory):
 def test_episode_features_sizes_and_dtypes():
     config = shards.episode_features()
     obs = config.observation_info
-    assert [obs[k].shape for k in shards.OBSERVATION_KEYS] == [(968,), (11,), (88,), (1,), (30,), (46,)]
+    assert [obs[k].shape for k in OBSERVATION_KEYS] == [(968,), (11,), (88,), (1,), (30,), (46,)]
     assert sum(shards.observation_dims(config).values()) == 1144
     assert obs["piano_goal"].np_dtype == np.bool_ and obs["sustain_goal"].np_dtype == np.bool_
     assert obs["hand_state"].np_dtype == np.float32

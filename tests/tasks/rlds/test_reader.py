@@ -8,10 +8,11 @@ import rlds
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tasks import reader, shards
-from tasks.reader import WindowDataset, flatten_observation
-from tasks.shards import ShardError
-from tests.tasks.test_shards import make_episode, make_song
+import tasks.rlds as shards
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.rlds import ShardError, reader
+from tasks.rlds.reader import WindowDataset, flatten_observation
+from tests.tasks.rlds.test_shards import make_episode, make_song
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_iterate_episodes_round_trips_exactly(two_songs):
     written = songs["song_a"] + songs["song_b"]
     assert len(read) == len(written)
     for got, want in zip(read, written):
-        for key in shards.OBSERVATION_KEYS:
+        for key in OBSERVATION_KEYS:
             np.testing.assert_array_equal(got.steps["observation"][key], want.steps["observation"][key])
             assert got.steps["observation"][key].dtype == want.steps["observation"][key].dtype
         for key, value in want.steps.items():
