@@ -516,3 +516,20 @@ def filter_catalog(
                 continue
         out.append(row)
     return out
+
+
+def resolve_song(song: str, catalog_dir: str | Path = DEFAULT_CATALOG_DIR):
+    """A song given as a catalog ref ("music21:bach/bwv66.6"), a MIDI path, a
+    catalog id or title, or a robopianist library name."""
+    from envs.music.songs import SongError, load_song
+
+    if ":" in song or Path(song).suffix.lower() in (".mid", ".midi"):
+        return load_song(song)
+    try:
+        for row in load_catalog(catalog_dir):
+            if song in (row.id, row.title):
+                return load_song(row.ref)
+    except (FileNotFoundError, SongError):
+        pass  # no catalog built yet: try the name as a robopianist library song
+    return load_song(f"robopianist:{song}")
+

@@ -1,0 +1,50 @@
+"""What every `pianoset` command shares: the typer app, consoles, JSON output, errors, progress bars."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Robot-piano learning data at scale (RP1M).")
+out = Console()
+err = Console(stderr=True)
+
+CATALOG_DIR = Path("datasets/catalog")
+SOURCES = ("robopianist", "music21")
+EXIT_PARTIAL = 3  # some songs failed, the others are done
+EXIT_ALL_FAILED = 4
+
+
+def emit_json(doc) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def progress_bar(label: str, quiet: bool):
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=quiet
+    )
+
+
+def build_catalog_with_progress(sources: list[str], catalog_dir: Path, workers: Optional[int], quiet: bool,
+                                limit: Optional[int] = None):
+    from envs.music.catalog import build_catalog
+
+    with progress_bar("building catalog", quiet) as progress:
+        task_id = progress.add_task("catalog", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task_id, completed=done, total=total)
+
+        return build_catalog(sources, out_dir=catalog_dir, workers=workers, progress=report, limit=limit)
+
