@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from envs.piano.spec import OBSERVATION_KEYS
+from envs.piano.spec import N_KEYS, OBSERVATION_KEYS
 from tasks.rlds.episode import Episode
 from tasks.rlds.manifest import builder_dir, read_manifest
 from tasks.rlds.spec import SPLIT, ShardError
@@ -70,6 +70,26 @@ def iterate_episodes(song_dirs: Sequence[Path]) -> Iterator[Episode]:
     for episode in tfds.as_numpy(episodes.map(whole_episode)):
         steps = episode.pop("steps")
         yield Episode(steps=steps, metadata={k: _decode(v) for k, v in episode.items()})
+
+
+def iterate_key_presses(song_dir: Path) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
+    """(metadata, goal (T, 88), pressed (T, 88)) per episode of one song, one at a time: only
+    the two key arrays of the steps and song_id, chunk_id, specialist_id, f1 are decoded (stats)."""
+    dataset = tfds.builder_from_directory(builder_dir(song_dir)).as_dataset(split=SPLIT, shuffle_files=False)
+
+    def select(episode: Mapping[str, Any]) -> dict[str, Any]:
+        # Batch the raw steps first: batching after a map over the steps is pathologically slow.
+        steps = episode["steps"].batch(_MAX_STEPS).get_single_element()
+        return {
+            "goal": steps["observation"]["piano_goal"][:, :N_KEYS],
+            "pressed": steps["pressed_keys"],
+            **{key: episode[key] for key in ("song_id", "chunk_id", "specialist_id", "f1")},
+        }
+
+    for episode in tfds.as_numpy(dataset.map(select)):
+        goal, pressed = episode.pop("goal"), episode.pop("pressed")
+        metadata = {k: v.decode() if isinstance(v, bytes) else float(v) for k, v in episode.items()}
+        yield metadata, goal, pressed
 
 
 def flatten_observation(obs: Mapping[str, Any]) -> np.ndarray:
