@@ -37,7 +37,7 @@ Decisions:
   analysis files (``.rntxt``) are refused as "not a score". Two music21
   failures are worked around rather than rejected: repeats it cannot expand
   ("badly formed repeats", common in the folk ABC books) or that it expands
-  into more than `MAX_REPEAT_EXPANSION` times the notated notes are removed and
+  into more than `envs.music.scores.MAX_REPEAT_EXPANSION` times the notated notes are removed and
   the tune is played once through; a time signature object shared by two measures
   (its ABC reader does this) is copied so its MIDI writer accepts it.
 - The title of a score is "title: movement" from its metadata, or the file
@@ -61,10 +61,8 @@ Decisions:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import heapq
-import io
 import json
 import logging
 import warnings
@@ -85,23 +83,15 @@ MAX_SIMULTANEOUS_NOTES = 10  # two hands, five fingers each
 # Overlaps shorter than this are legato, not chords: half a 20 Hz control step
 # (RP1M Table 4: control timestep 0.05 s), i.e. below what the env can resolve.
 POLYPHONY_OVERLAP_TOLERANCE_S = 0.025
-# Repeats (with first/second endings, da capo) play a passage two or three
-# times; music21's expansion of some folk-tune repeat structures multiplies a
-# 500-note reel into 50,000 notes (4.8 hours). Beyond this factor the tune is
-# played once through instead.
-MAX_REPEAT_EXPANSION = 4
 SONG_ID_LENGTH = 12  # hex digits of sha256 = 48 bits: ~0.2% odds of any collision among 10^6 songs
 
 MIDI_SUFFIXES = (".mid", ".midi")
 PROTO_SUFFIX = ".proto"
 PIG_SUFFIX = "_fingering.txt"  # PIG dataset FingeringFiles/<nnn>-<k>_fingering.txt
 
-_MUSIC21_PREFIX = "music21:"
+MUSIC21_PREFIX = "music21:"
 _ROBOPIANIST_PREFIX = "robopianist:"
 _MIDI_PREFIX = "midi:"
-# Corpus file kinds, preferred first when a ref leaves the extension out.
-_MUSIC21_SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".krn", ".abc", ".mid", ".midi")
-_MUSIC21_ANALYSIS_SUFFIXES = (".rntxt",)
 
 
 class SongError(ValueError):
@@ -233,7 +223,7 @@ def validate_song(song: Song) -> None:
 # Loading
 
 
-def _clean_sequence(seq: music_pb2.NoteSequence) -> music_pb2.NoteSequence:
+def clean_sequence(seq: music_pb2.NoteSequence) -> music_pb2.NoteSequence:
     """Drop drum notes, sort notes by (start, pitch), fix total_time."""
     out = music_pb2.NoteSequence()
     out.CopyFrom(seq)
@@ -247,8 +237,8 @@ def _clean_sequence(seq: music_pb2.NoteSequence) -> music_pb2.NoteSequence:
     return out
 
 
-def _make_song(seq: music_pb2.NoteSequence, *, source: str, title: str, ref: str) -> Song:
-    seq = _clean_sequence(seq)
+def make_song(seq: music_pb2.NoteSequence, *, source: str, title: str, ref: str) -> Song:
+    seq = clean_sequence(seq)
     if title and not seq.sequence_metadata.title:
         seq.sequence_metadata.title = title
     return Song(song_id=song_id_of(seq), source=source, title=title, ref=ref, midi=MidiFile(seq=seq))
@@ -263,8 +253,10 @@ def load_song(ref: str, *, validate: bool = True) -> Song:
     ref = str(ref)
     if ref.startswith(_ROBOPIANIST_PREFIX):
         song = _load_robopianist(ref)
-    elif ref.startswith(_MUSIC21_PREFIX):
-        songs = load_music21_file(ref[len(_MUSIC21_PREFIX) :], _single=True)
+    elif ref.startswith(MUSIC21_PREFIX):
+        from envs.music.scores import load_music21_file
+
+        songs = load_music21_file(ref[len(MUSIC21_PREFIX) :], _single=True)
         result = songs[0][1]
         if isinstance(result, SongError):
             raise result
@@ -288,7 +280,7 @@ def _load_robopianist(ref: str) -> Song:
     except Exception as exc:  # a broken robopianist install, a missing data file
         raise SongError(f"{ref}: robopianist could not load it ({type(exc).__name__}: {exc})") from exc
     title = midi.title or name
-    return _make_song(midi.seq, source="robopianist", title=title, ref=ref)
+    return make_song(midi.seq, source="robopianist", title=title, ref=ref)
 
 
 def is_song_file(path: Path) -> bool:
@@ -330,7 +322,7 @@ def load_midi_file(path: str | Path) -> Song:
             reason = f"{type(exc.__cause__).__name__}: {exc.__cause__}"
         raise SongError(f"{ref}: not a readable {kind} file, it is truncated or corrupt ({reason})") from exc
     title = seq.sequence_metadata.title or _title_from_filename(path)
-    return _make_song(seq, source="midi", title=title, ref=ref)
+    return make_song(seq, source="midi", title=title, ref=ref)
 
 
 def _title_from_filename(path: Path) -> str:
@@ -368,243 +360,3 @@ def _read_pig(path: Path) -> music_pb2.NoteSequence:
             raise SongError(f"{path}: line {line_number}: {exc}") from exc
     seq.total_time = max((n.end_time for n in seq.notes), default=0.0)
     return seq
-
-
-# ----------------------------------------------------------------------------------
-# music21 corpus
-
-
-def music21_corpus_root() -> Path:
-    from music21 import common
-
-    return Path(common.getCorpusFilePath())
-
-
-def music21_corpus_files() -> list[Path]:
-    """Every file of the corpus shipped inside music21, sorted."""
-    from music21 import corpus
-
-    return sorted(Path(p) for p in corpus.getPaths())
-
-
-def music21_ref(path: Path, number: str | None = None) -> str:
-    rel = Path(path).resolve().relative_to(music21_corpus_root().resolve()).as_posix()
-    return f"{_MUSIC21_PREFIX}{rel}" + (f"#{number}" if number else "")
-
-
-def _resolve_corpus_path(name: str) -> Path:
-    root = music21_corpus_root()
-    candidate = root / name
-    if candidate.is_file():
-        return candidate
-    matches = sorted(
-        p for p in candidate.parent.glob(candidate.name + ".*") if p.is_file()
-    ) if candidate.parent.is_dir() else []
-    order = _MUSIC21_SCORE_SUFFIXES + _MUSIC21_ANALYSIS_SUFFIXES
-    matches = [p for p in matches if p.suffix.lower() in order]
-    if not matches:
-        raise SongError(f"{_MUSIC21_PREFIX}{name}: no such file in the music21 corpus ({root})")
-    return min(matches, key=lambda p: order.index(p.suffix.lower()))
-
-
-@contextlib.contextmanager
-def _quiet_music21():
-    """music21 writes its warnings to stderr itself; keep them in the debug log."""
-    buffer = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stderr(buffer):
-        warnings.simplefilter("ignore")
-        yield
-    if buffer.getvalue().strip():
-        logger.debug("music21: %s", buffer.getvalue().strip()[:2000])
-
-
-def _score_title(score, path: Path) -> str:
-    """"Title: movement" from the score's metadata; the file stem when it has none."""
-    md = score.metadata
-    parts: list[str] = []
-    if md is not None:
-        for value in (md.title, md.movementName):
-            text = str(value).strip() if value else ""
-            if text in (path.name, path.stem):  # music21 fills in the file name
-                text = ""
-            if text and text not in parts:
-                parts.append(text)
-    return ": ".join(parts) or path.stem
-
-
-def _dedupe_shared_elements(score) -> None:
-    """Give each measure its own copy of a time/key signature or tempo object.
-
-    music21's ABC reader sometimes puts one TimeSignature object in two
-    measures, and its MIDI writer then fails ("already found in this Stream").
-    """
-    import copy
-
-    from music21 import key, meter, tempo
-
-    kinds = (meter.TimeSignature, key.KeySignature, tempo.TempoIndication)
-    seen: set[int] = set()
-    for container in list(score.recurse(streamsOnly=True, includeSelf=True)):
-        for element in list(container.getElementsByClass(kinds)):  # direct children only
-            if id(element) in seen:
-                container.replace(element, copy.deepcopy(element))
-            else:
-                seen.add(id(element))
-
-
-def _strip_repeats(score) -> None:
-    """Remove repeat barlines, repeat brackets and da capo/segno marks (play once through)."""
-    from music21 import bar, repeat, spanner
-
-    for barline in list(score.recurse().getElementsByClass(bar.Repeat)):
-        measure = barline.activeSite
-        if measure is None or not hasattr(measure, "leftBarline"):
-            continue
-        if measure.leftBarline is barline:
-            measure.leftBarline = None
-        elif measure.rightBarline is barline:
-            measure.rightBarline = bar.Barline("regular")
-    for kind in (repeat.RepeatExpression, repeat.RepeatMark, spanner.RepeatBracket):
-        for element in list(score.recurse().getElementsByClass(kind)):
-            if element.activeSite is not None:
-                element.activeSite.remove(element)
-
-
-def _score_to_sequence(score) -> music_pb2.NoteSequence:
-    """Render a score as performed with music21's MIDI writer; badly formed repeats
-    (music21 cannot expand them) are dropped and the score is played once through."""
-    from music21 import harmony, stream
-    from music21.midi import translate
-
-    for element in list(score.recurse().getElementsByClass(harmony.Harmony)):
-        site = element.activeSite
-        if site is not None:
-            site.remove(element)
-    # Grace notes have no duration; the MIDI writer gives them a note-on and a
-    # note-off at the same tick, and MIDI readers then keep them sounding until
-    # the next release of that key (seconds later, 30 keys "down" at once).
-    for element in list(score.recurse().notes):
-        if element.duration.quarterLength == 0 and element.activeSite is not None:
-            element.activeSite.remove(element)
-    # Parts without notes (an ABC voice header with no music) make music21's
-    # repeat expansion fail ("repeats on Stream that does not contain measures").
-    for part in list(score.getElementsByClass(stream.Stream)):
-        if not part.recurse().notes:
-            score.remove(part)
-    _dedupe_shared_elements(score)
-    notated = sum(len(element.pitches) for element in score.recurse().notes)
-    try:
-        seq = midi_io.midi_to_note_sequence(translate.music21ObjectToMidiFile(score).writestr())
-        if notated and len(seq.notes) > MAX_REPEAT_EXPANSION * notated:
-            raise ValueError(f"repeats expanded {notated} notated notes into {len(seq.notes)}")
-    except Exception as exc:  # ExpanderException, RepeatException, the check above
-        logger.debug("music21 MIDI writer failed (%s: %s); retrying without repeats", type(exc).__name__, exc)
-        _strip_repeats(score)
-        seq = midi_io.midi_to_note_sequence(translate.music21ObjectToMidiFile(score).writestr())
-    return seq
-
-
-def _abc_tunes(path: Path) -> list[tuple[str, list[str]]]:
-    """(X: number, T: titles) of each tune of an ABC file, without parsing the music."""
-    tunes: list[tuple[str, list[str]]] = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith("X:"):
-            tunes.append((line[2:].strip(), []))
-        elif line.startswith("T:") and tunes:
-            tunes[-1][1].append(line[2:].strip())
-    return tunes
-
-
-def _abc_voices_of_one_piece(tunes: list[tuple[str, list[str]]]) -> bool:
-    """Whether the "tunes" are the voices of one piece: the same title, then a voice
-    name for all but at most the first (T:Adieu mes amours / T:Cantus, T:Adieu mes
-    amours / T:Altus ...). Folk collections also repeat a title (93 variants of
-    one ballad), without voice names."""
-    if len(tunes) < 2 or any(not titles for _, titles in tunes):
-        return False
-    firsts = {titles[0] for _, titles in tunes}
-    voices = [titles[1] for _, titles in tunes if len(titles) > 1]
-    return (
-        len(firsts) == 1
-        and "" not in firsts
-        and len(voices) >= max(2, len(tunes) - 1)
-        and len(set(voices)) == len(voices)
-    )
-
-
-def _collection_error(ref: str, numbers: list[str]) -> SongError:
-    shown = ", ".join(numbers[:10]) + (", ..." if len(numbers) > 10 else "")
-    return SongError(
-        f"{ref}: a collection of {len(numbers)} tunes; name one as {ref}#<number> (numbers: {shown})"
-    )
-
-
-def load_music21_file(name: str | Path, *, _single: bool = False) -> list[tuple[str, Song | SongError]]:
-    """All songs of one corpus file, as (ref, Song or the SongError that describes it).
-
-    `name` is a path relative to the corpus root (extension optional, ``#<n>``
-    picks one tune of a collection) or an absolute path inside the corpus. A file
-    holding one piece gives one entry; a tune collection gives one per tune.
-    """
-    from music21 import converter, stream
-
-    spec = str(name)
-    spec, _, number = spec.partition("#")
-    if Path(spec).is_absolute():
-        path = Path(spec)
-        if not path.is_file():
-            raise SongError(f"{spec}: no such file in the music21 corpus")
-    else:
-        path = _resolve_corpus_path(spec)
-    base_ref = music21_ref(path)
-    if path.suffix.lower() in _MUSIC21_ANALYSIS_SUFFIXES:
-        return [(base_ref, SongError(f"{base_ref}: a roman-numeral analysis (.rntxt), not a playable score"))]
-    # A quick look at ABC files: parsing a 300-tune book takes 20 s.
-    abc_voices = False
-    if path.suffix.lower() == ".abc" and not number:
-        tunes = _abc_tunes(path)
-        abc_voices = _abc_voices_of_one_piece(tunes)
-        if _single and len(tunes) > 1 and not abc_voices:
-            return [(base_ref, _collection_error(base_ref, [n for n, _ in tunes]))]
-    try:
-        with _quiet_music21():
-            parsed = converter.parse(path, forceSource=True, number=int(number) if number else None)
-    except Exception as exc:
-        ref = base_ref + (f"#{number}" if number else "")
-        return [(ref, SongError(f"{ref}: music21 could not parse it ({type(exc).__name__}: {exc})"))]
-
-    scores: list[tuple[str, object]]
-    if isinstance(parsed, stream.Opus):
-        items = list(parsed.scores)
-        if len(items) == 1 or abc_voices:  # voices of one piece (the Josquin ABC files)
-            with _quiet_music21():
-                merged = parsed.mergeScores() if len(items) > 1 else items[0]
-            scores = [(base_ref, merged)]
-        elif _single and not number:
-            numbers = [str(s.metadata.number) for s in items if s.metadata is not None]
-            return [(base_ref, _collection_error(base_ref, numbers))]
-        else:
-            scores = []
-            seen: set[str] = set()
-            for s in items:
-                tune = str(s.metadata.number) if s.metadata is not None and s.metadata.number else ""
-                if not tune or tune in seen:  # unnamed or duplicate X: numbers cannot be loaded again
-                    logger.debug("%s: skipping a tune without a unique number (%r)", base_ref, tune)
-                    continue
-                seen.add(tune)
-                scores.append((f"{base_ref}#{tune}", s))
-    else:
-        scores = [(base_ref + (f"#{number}" if number else ""), parsed)]
-
-    results: list[tuple[str, Song | SongError]] = []
-    for ref, score in scores:
-        title = _score_title(score, path)
-        try:
-            with _quiet_music21():
-                seq = _score_to_sequence(score)
-        except Exception as exc:
-            reason = f"{ref}: music21 could not render it as MIDI ({type(exc).__name__}: {exc})"
-            results.append((ref, SongError(reason)))
-            continue
-        results.append((ref, _make_song(seq, source="music21", title=title, ref=ref)))
-    return results

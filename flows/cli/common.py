@@ -38,7 +38,7 @@ def progress_bar(label: str, quiet: bool):
 
 def build_catalog_with_progress(sources: list[str], catalog_dir: Path, workers: Optional[int], quiet: bool,
                                 limit: Optional[int] = None):
-    from envs.music.catalog import build_catalog
+    from envs.music.catalog_build import build_catalog
 
     with progress_bar("building catalog", quiet) as progress:
         task_id = progress.add_task("catalog", total=None)

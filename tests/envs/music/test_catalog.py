@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import envs.music.catalog as catalog
-from envs.music.catalog import (
-    CatalogRow,
-    build_catalog,
-    build_catalog_report,
-    filter_catalog,
-    load_catalog,
-)
-from envs.music.songs import SongError, load_song, music21_corpus_root
+import envs.music.catalog_build as catalog
+from envs.music.catalog import CatalogRow, filter_catalog, load_catalog
+from envs.music.catalog_build import build_catalog, build_catalog_report
+from envs.music.scores import music21_corpus_root
+from envs.music.songs import SongError, load_song
 from tests.envs.music.test_songs import MELODY, write_midi
 
 

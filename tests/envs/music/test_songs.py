@@ -238,7 +238,7 @@ def test_music21_analysis_and_missing_files():
 
 
 def test_abc_voices_versus_tune_collections():
-    from envs.music.songs import _abc_voices_of_one_piece
+    from envs.music.scores import _abc_voices_of_one_piece
 
     josquin = [("1", ["Fortuna dun gran tempo"]), ("2", ["Fortuna dun gran tempo", "Tenor"]),
                ("3", ["Fortuna dun gran tempo", "Bassus"])]
@@ -256,8 +256,8 @@ def test_music21_runaway_repeat_expansion_is_played_once(monkeypatch):
     # #1046, Morgan Rattler: 496 notes -> 50,498, which takes minutes to render);
     # past MAX_REPEAT_EXPANSION the tune is played once through. Shown here with
     # a lower factor so that this reel trips it.
-    import envs.music.songs as songs
+    import envs.music.scores as scores
 
     assert load_song("music21:ryansMammoth/AcaciaReel").n_notes == 248
-    monkeypatch.setattr(songs, "MAX_REPEAT_EXPANSION", 1.5)
+    monkeypatch.setattr(scores, "MAX_REPEAT_EXPANSION", 1.5)
     assert load_song("music21:ryansMammoth/AcaciaReel").n_notes == 124
