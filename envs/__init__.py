@@ -1,1 +1,3 @@
-"""pianoset: the simulated piano task (RP1M env, OT fingering, songs, chunks, metrics)."""
+"""The simulated world, in three rooms: `piano` (the RP1M task), `music` (songs, catalog, chunks),
+`control` (fingering plans, IK, nominal controllers, the residual env); `atomic` holds the one
+atomic file write and folder swap every layer uses. Imports nothing above it (agents, tasks, flows)."""
