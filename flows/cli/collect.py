@@ -55,7 +55,8 @@ def collect(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Launch (or resume: rerun the same command) an RP1M-style collection."""
-    from flows.collect import run_collection, set_progress_hook
+    from flows.collect import run_collection
+    from flows.common import set_progress_hook
     from tasks.collect import CollectConfig
 
     section = {}

@@ -64,7 +64,8 @@ def benchmark(
     import copy
     from dataclasses import replace
 
-    from flows.benchmark import run_benchmark, set_progress_hook
+    from flows.benchmark import run_benchmark
+    from flows.common import set_progress_hook
     from tasks.benchmark import BenchmarkConfig, BenchmarkError, build_table
     from tasks.params import DEFAULTS, ParamsError, load_params
 
