@@ -43,6 +43,7 @@ from envs import atomic
 from envs.piano.config import EnvConfig
 from tasks.names import NOMINAL_FILE, SONG_MANIFEST, SPECIALIST_MANIFEST
 from tasks.names import ROLLOUTS_MANIFEST as ROLLOUT_MANIFEST
+from tasks.params import env_config_dict
 from tasks.rollouts import rollout_key
 from tasks.specialist import check_kind, get_profile, run_key
 
@@ -67,7 +68,7 @@ class CollectConfig:
     specialists_dir: str = "datasets/specialists"
     register: bool = True
     runner: str = "local"  # local | ray
-    address: str | None = None  # ray cluster address (runner=ray)
+    ray_address: str | None = None  # Ray cluster address (runner=ray)
 
     def __post_init__(self) -> None:
         get_profile(self.profile)  # names the bad profile
@@ -90,7 +91,7 @@ class CollectConfig:
         return self.n_rollouts or PROFILE_ROLLOUTS[self.profile]
 
     def env_config(self) -> EnvConfig:
-        return EnvConfig.from_dict(self.env)
+        return EnvConfig.from_dict(env_config_dict(self.env))
 
     def residual_config(self):
         """The `tasks.specialist.ResidualSpecialistConfig` of residual/ik specialists (None for droq)."""
@@ -102,10 +103,12 @@ class CollectConfig:
 
     @classmethod
     def from_params(cls, params: dict, **overrides) -> "CollectConfig":
+        """From a validated `collect:` section (`tasks.params.load_params`; `catalog_filter`
+        already resolved to `songs`), command-line overrides (not None) on top."""
         known = set(cls.__dataclass_fields__)
         unknown = set(params) - known - {"catalog_filter"}
         if unknown:
-            raise ValueError(f"params.yaml collect: unknown keys {sorted(unknown)}")
+            raise ValueError(f"params.yaml collect: unknown keys {sorted(unknown)} (known: {sorted(known)})")
         values = {k: v for k, v in params.items() if k in known}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "songs" in values:
@@ -260,6 +263,27 @@ def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], confi
 
 def record_status(work_dir: str, song_id: str, record: dict) -> None:
     atomic.write_json(Path(work_dir) / "status" / f"{song_id}.json", record)
+
+
+def collection_status(work_dir: str | Path, shards_dir: str | Path) -> list[dict]:
+    """done / failed / pending per song, from the status records and the shard manifests."""
+    from tasks.rlds import ShardError, read_manifest
+
+    rows = []
+    status_dir = Path(work_dir) / "status"
+    for path in sorted(status_dir.glob("*.json")) if status_dir.exists() else []:
+        rec = json.loads(path.read_text())
+        try:
+            manifest = read_manifest(Path(shards_dir) / rec["song_id"])
+            episodes, steps = manifest.n_episodes, manifest.n_steps
+        except (FileNotFoundError, ShardError):  # absent or incomplete folder
+            episodes, steps = 0, 0
+        state = rec["status"]
+        if state in ("done", "cached") and not episodes:
+            state = "pending"  # the record says done but the shards are gone
+        rows.append({"ref": rec.get("ref"), "song_id": rec["song_id"], "status": state, "stage": rec.get("stage"),
+                     "error": rec.get("error"), "episodes": episodes, "steps": steps})
+    return rows
 
 
 # --- Prefect task wrappers (coarse: one per song/chunk and stage) ----------------------
