@@ -205,7 +205,7 @@ def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict
     to `specialists_dir/<chunk_id>`."""
     work = (Path(chunk_work) / "specialist").resolve()
     cmd = [sys.executable, "-m", "tasks.specialist", str(Path(chunk_file).resolve()), str(work), "--profile", config.profile,
-           "--seed", str(config.seed), "--env-config", json.dumps(config.env), "--kind", config.specialist,
+           "--seed", str(config.seed), "--env-config", json.dumps(config.env_config().as_dict()), "--kind", config.specialist,
            "--residual-config", json.dumps(config.residual)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=_die_with_parent)
     if proc.returncode != 0:

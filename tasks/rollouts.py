@@ -154,8 +154,10 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
                 "ot_key_for_finger": info["ot_key_for_finger"],
                 "pressed_keys": info["pressed_keys"],
                 "sustain_pressed": info["sustain_pressed"],
-                # The fingering term of the configured mode (OT, or human labels).
-                "reward_ot": terms.get("ot", terms.get("fingering", 0.0)),
+                # The fingering term of the configured mode (OT, or human labels;
+                # episode metadata `fingering_mode`) and the residual's mimic term.
+                "reward_fingering": terms.get("ot", terms.get("fingering", 0.0)),
+                "reward_mimic": terms.get("mimic", 0.0),
                 "reward_press": terms["press"],
                 "reward_sustain": terms["sustain"],
                 "reward_collision": terms["collision"],
@@ -217,6 +219,7 @@ def _episode_metadata(job: RolloutJob, ep: dict) -> dict:
         "chunk_index": job.chunk.index,
         "rollout_seed": ep["seed"],
         "specialist_id": job.specialist_id,
+        "fingering_mode": job.env_config.reward.fingering,
         **ep["metrics"],
         "n_steps": len(ep["steps"]),
     }

@@ -19,6 +19,7 @@ from flows.cli.common import (
     out,
     progress_bar,
 )
+from tasks.rlds.spec import DATASET_VERSION
 
 
 @app.command()
@@ -154,7 +155,7 @@ def demo() -> None:
         out.print("registered with DVC (dvc.lock); `pianoset publish --tag v1` pushes and tags this version")
     out.print(f"\nshards are in {config.shards_dir}; read one with:\n")
     out.print("  import tensorflow_datasets as tfds", soft_wrap=True)
-    out.print(f"  ds = tfds.builder_from_directory('{done[0]['shards']}/1.0.0').as_dataset(split='train')",
+    out.print(f"  ds = tfds.builder_from_directory('{done[0]['shards']}/{DATASET_VERSION}').as_dataset(split='train')",
               soft_wrap=True)
 
 

@@ -13,6 +13,7 @@ from flows.cli.common import (
     fail,
     out,
 )
+from tasks.rlds.spec import DATASET_VERSION
 
 
 @app.command()
@@ -63,6 +64,6 @@ def pull(
         out.print(f"pulled {path}")
     if paths:
         out.print("read them with:\n  import tensorflow_datasets as tfds\n"
-                  f"  ds = tfds.builder_from_directory('{paths[0]}/1.0.0').as_dataset(split='train')")
+                  f"  ds = tfds.builder_from_directory('{paths[0]}/{DATASET_VERSION}').as_dataset(split='train')")
 
 

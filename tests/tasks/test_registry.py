@@ -295,7 +295,9 @@ def test_pull_fetches_only_the_requested_songs(origin, tmp_path):
 def _read_with_tfds(song_dir: Path, n_episodes: int) -> None:
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder_from_directory(str(song_dir / "1.0.0"))
+    import tasks.rlds as shards
+
+    builder = tfds.builder_from_directory(str(song_dir / shards.DATASET_VERSION))
     episodes = list(builder.as_dataset(split="train"))
     assert len(episodes) == n_episodes
     assert {e["song_id"].numpy().decode() for e in episodes} == {song_dir.name}
