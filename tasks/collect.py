@@ -24,12 +24,10 @@ and the versioned outputs (DVC):
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from tasks.names import ROLLOUTS_MANIFEST as ROLLOUT_MANIFEST
 from tasks.params import env_config_dict
 from tasks.rollouts import rollout_key
 from tasks.specialist import check_kind, get_profile, run_key
+from tasks.stop import check_stop, die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 # Rollouts per specialist for each budget; RP1M section 4.3 uses 500.
@@ -192,22 +191,15 @@ def executor() -> str:
     return f"local-pid:{os.getpid()}"
 
 
-def _die_with_parent() -> None:
-    """Run in the child before exec: SIGKILL it when the parent dies (Linux prctl)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
     """Train (or resume) a chunk's specialist in a child process; publish the result
     to `specialists_dir/<chunk_id>`."""
+    check_stop(f"training {chunk_file}")
     work = (Path(chunk_work) / "specialist").resolve()
     cmd = [sys.executable, "-m", "tasks.specialist", str(Path(chunk_file).resolve()), str(work), "--profile", config.profile,
            "--seed", str(config.seed), "--env-config", json.dumps(config.env_config().as_dict()), "--kind", config.specialist,
            "--residual-config", json.dumps(config.residual)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=_die_with_parent)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-1500:]
         raise RuntimeError(f"training {chunk_file} failed (exit {proc.returncode}): {tail}")
@@ -232,6 +224,7 @@ def publish_specialist(work: Path, dest: Path) -> None:
 
 
 def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
+    check_stop(f"rollouts of {chunk_file}")
     from envs.music.chunks import load_chunk
     from tasks.rollouts import rollout_chunk
 
@@ -245,6 +238,7 @@ def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: C
 
 def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], config: CollectConfig) -> dict:
     """Merge the song's chunk rollouts into its TFDS folder (atomic swap)."""
+    check_stop(f"writing song {song_id}")
     from tasks.rlds import write_song_dataset
     from tasks.rollouts import iter_rollout_episodes
 

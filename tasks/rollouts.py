@@ -40,6 +40,7 @@ from envs.piano.config import EnvConfig
 from envs.piano.metrics import key_press_metrics
 from envs.piano.spec import OBSERVATION_KEYS
 from tasks.names import ROLLOUTS_MANIFEST as MANIFEST
+from tasks.stop import STOP, check_stop
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ def _run_groups_parallel(args: list[tuple[RolloutJob, int, str]], workers: int, 
 
     def take() -> tuple | None:
         with lock:
-            if errors or not pending:
+            if errors or not pending or STOP.is_set():  # a stopping run starts no new group
                 return None
             return pending.popleft()
 
@@ -313,6 +314,7 @@ def _run_groups_parallel(args: list[tuple[RolloutJob, int, str]], workers: int, 
         finished.wait()
         if errors:
             raise errors[0]
+    check_stop(label)
 
 
 def rollout_chunk(
@@ -353,6 +355,7 @@ def rollout_chunk(
         args = [(job, g, str(out_dir)) for g in todo]
         if workers <= 1:
             for done, arg in enumerate(args, 1):
+                check_stop(chunk.chunk_id)
                 _run_and_save_group(arg)
                 log.info("%s: group %d/%d written", chunk.chunk_id, done, len(todo))
         else:

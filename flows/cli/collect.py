@@ -18,6 +18,7 @@ from flows.cli.common import (
     fail,
     out,
     progress_bar,
+    run_flow,
 )
 from tasks.rlds.spec import DATASET_VERSION
 
@@ -75,7 +76,7 @@ def collect(
 
         set_progress_hook(hook)
         try:
-            summary = run_collection(config)
+            summary = run_flow(run_collection, config)
         finally:
             set_progress_hook(None)
     code = 0
@@ -140,7 +141,7 @@ def demo() -> None:
                            specialists_dir=str(Path(config.specialists_dir).resolve()))
     out.print(f"collecting {', '.join(config.songs)} at the '{config.profile}' budget, "
               f"{config.rollouts} rollouts per chunk")
-    summary = run_collection(config)
+    summary = run_flow(run_collection, config)
     for ref, rec in summary["songs"].items():
         out.print(f"  {ref}: {rec['status']}" + (f" ({rec.get('stage')}: {rec.get('error', '')[:200]})"
                                                  if rec["status"] == "failed" else f" -> {rec.get('shards')}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -48,3 +49,20 @@ def build_catalog_with_progress(sources: list[str], catalog_dir: Path, workers: 
 
         return build_catalog(sources, out_dir=catalog_dir, workers=workers, progress=report, limit=limit)
 
+
+
+def run_flow(run, config):
+    """`run(config)` with its own Prefect server and a clean stop on SIGTERM/SIGINT (`flows.server`):
+    on a signal, child processes save what they can and end, the server is stopped, and the
+    command exits 143 (SIGTERM) or 130 (SIGINT) at once, without waiting for in-process tasks
+    (everything they write is atomic, so a rerun resumes as after a kill)."""
+    from flows.server import Stopped, prefect_server, stop_on_signals
+
+    try:
+        with prefect_server(), stop_on_signals():  # on a signal: children (the server too) end together
+            return run(config)
+    except Stopped as exc:
+        err.print(f"[yellow]{exc}[/yellow]: the work done so far is kept; rerun the same command to resume")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.exit_code)

@@ -18,6 +18,7 @@ from flows.cli.common import (
     fail,
     out,
     progress_bar,
+    run_flow,
 )
 
 
@@ -104,7 +105,7 @@ def benchmark(
 
         set_progress_hook(hook)
         try:
-            summary = run_benchmark(config)
+            summary = run_flow(run_benchmark, config)
         except BenchmarkError as exc:
             fail(str(exc))
         finally:
