@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,6 +112,27 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def run_in_thread(fn, *args):
+    """`fn(*args)` in a worker thread while the main thread waits, so that a signal reaches our handler
+    at once: a flow run in the main thread installs Prefect's own SIGTERM handler, which stops the
+    run only after every running task has finished (their child processes kept training)."""
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="pianoset-flow", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def is_owned_server(proc: psutil.Process, prefect_home: str) -> bool:

@@ -56,11 +56,11 @@ def run_flow(run, config):
     on a signal, child processes save what they can and end, the server is stopped, and the
     command exits 143 (SIGTERM) or 130 (SIGINT) at once, without waiting for in-process tasks
     (everything they write is atomic, so a rerun resumes as after a kill)."""
-    from flows.server import Stopped, prefect_server, stop_on_signals
+    from flows.server import Stopped, prefect_server, run_in_thread, stop_on_signals
 
     try:
         with prefect_server(), stop_on_signals():  # on a signal: children (the server too) end together
-            return run(config)
+            return run_in_thread(run, config)
     except Stopped as exc:
         err.print(f"[yellow]{exc}[/yellow]: the work done so far is kept; rerun the same command to resume")
         sys.stdout.flush()
