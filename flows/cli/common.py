@@ -22,6 +22,23 @@ EXIT_PARTIAL = 3  # some songs failed, the others are done
 EXIT_ALL_FAILED = 4
 
 
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="show library warnings and TensorFlow's log")) -> None:
+    """Robot-piano learning data at scale (RP1M)."""
+    import logging
+    import warnings
+
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        logging.basicConfig(level=logging.INFO)
+        return
+    # Noise a CPU-only user cannot act on: pydub's audioop and other deprecation warnings,
+    # glfw's missing DISPLAY (we render offscreen), absl's dtype notices from TFDS.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r".*DISPLAY environment variable is missing.*")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
 def emit_json(doc) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
 

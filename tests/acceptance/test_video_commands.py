@@ -1,8 +1,8 @@
 """`pianoset video` and `pianoset transcribe` end to end on a generated test video.
 
 Real MediaPipe, real basic-pitch, real homography, run as a user runs them
-(subprocesses of the CLI); the ground truth comes from the generator's
-geometry (tests/envs/video/videogen.py), never from a detector.
+(the installed `pianoset`, as subprocesses); the ground truth comes from the
+generator's geometry (tests/envs/music/video/videogen.py), never from a detector.
 """
 
 import json
@@ -21,14 +21,11 @@ from envs.music.video.media import probe
 from envs.music.video.notes import Note, load_notes, match_notes, onset_f1
 from tests.envs.music.video.videogen import LEFT, RIGHT, VideoSpec, generate
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.acceptance.conftest import PIANOSET, user_env
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run([str(PIANOSET), *args], env=user_env(), capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
