@@ -13,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 
-def readme_commands() -> tuple[set[str], set[str]]:
+def _readme_commands() -> tuple[set[str], set[str]]:
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S)
     subcommands, stages = set(), set()
@@ -27,7 +27,7 @@ def readme_commands() -> tuple[set[str], set[str]]:
     return subcommands, stages
 
 
-def tested_commands() -> tuple[set[str], set[str]]:
+def _tested_commands() -> tuple[set[str], set[str]]:
     sources = "\n".join(p.read_text() for p in HERE.glob("test_*.py"))
     subcommands = set(re.findall(r"\.pianoset\(\s*\"([a-z-]+)\"", sources))
     subcommands |= set(re.findall(r"run_cli\(\s*\"([a-z-]+)\"", sources))
@@ -36,8 +36,8 @@ def tested_commands() -> tuple[set[str], set[str]]:
 
 
 def test_every_readme_command_is_run_by_an_acceptance_test():
-    readme_subcommands, readme_stages = readme_commands()
-    subcommands, stages = tested_commands()
+    readme_subcommands, readme_stages = _readme_commands()
+    subcommands, stages = _tested_commands()
     assert {"collect", "benchmark", "songs"} <= readme_subcommands  # the parser finds the blocks
     assert not readme_subcommands - subcommands, f"README commands no acceptance test runs: {readme_subcommands - subcommands}"
     assert not readme_stages - stages, f"README dvc stages no acceptance test runs: {readme_stages - stages}"
@@ -46,7 +46,7 @@ def test_every_readme_command_is_run_by_an_acceptance_test():
 def test_readme_stages_exist_in_dvc_yaml():
     from tasks.params import load_params
 
-    _, readme_stages = readme_commands()
+    _, readme_stages = _readme_commands()
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     sources = load_params(REPO / "params.yaml")["catalog"]["sources"]
     names = {f"catalog@{s}" for s in sources} | (set(dvc) - {"catalog"})
