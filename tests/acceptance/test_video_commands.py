@@ -6,10 +6,7 @@ generator's geometry (tests/envs/music/video/videogen.py), never from a detector
 """
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
