@@ -32,7 +32,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-QUALITY_VERSION = "quality-2"  # bump when a change alters results
+QUALITY_VERSION = "quality-3"  # bump when a change alters results
+PLAN_NAMES = ("assigned", "commanded", "ik")  # planned-press masks of nominal-based kinds (envs.failure flags)
 
 
 @dataclass
@@ -131,14 +132,15 @@ def _deterministic_run(spec_dir: Path, chunk) -> tuple[np.ndarray, dict]:
 
 
 def _nominal_plans(job: KindJob, spec_dir: Path, manifest: dict) -> tuple[dict, list]:
-    """Planned presses of the nominal controller: commanded (targets given to the IK) and
-    reached by the IK solution; and the nominal search's candidates. Cached in the work
-    folder (`plans.npz`, by the specialist's run key): a rerun does not plan again."""
+    """Planned presses of the nominal controller: assigned a finger (goal timing), commanded
+    (targets given to the IK) and reached by the IK solution; and the nominal search's
+    candidates. Cached in the work folder (`plans.npz`, by the specialist's run key): a rerun
+    does not plan again."""
     cache = job.work_dir / "plans.npz"
     if cache.exists():
         with np.load(cache) as data:
-            if str(data["run_key"]) == manifest["run_key"]:
-                return {"commanded": data["commanded"], "ik": data["ik"]}, json.loads(str(data["search"]))
+            if str(data["run_key"]) == manifest["run_key"] and all(k in data.files for k in PLAN_NAMES):
+                return {k: data[k] for k in PLAN_NAMES}, json.loads(str(data["search"]))
     plans, search = _solve_nominal_plans(job, manifest)
     tmp = cache.with_name(f".plans.tmp-{os.getpid()}.npz")
     np.savez_compressed(tmp, run_key=np.array(manifest["run_key"]), search=np.array(json.dumps(search)), **plans)
@@ -160,7 +162,10 @@ def _solve_nominal_plans(job: KindJob, manifest: dict) -> tuple[dict, list]:
         layout = KeyLayout.from_env(env)
     finally:
         env.close()
-    plans = {"commanded": planned_presses(trajectory.command_targets, layout),
+    assigned = np.zeros((len(trajectory.plan.key), 88), dtype=bool)
+    steps, fingers = np.nonzero(trajectory.plan.key >= 0)
+    assigned[steps, trajectory.plan.key[steps, fingers]] = True
+    plans = {"assigned": assigned, "commanded": planned_presses(trajectory.command_targets, layout),
              "ik": planned_presses(trajectory.ik_fingertips, layout)}
     return plans, [[o, None if f is None else round(f, 4)] for o, f in trajectory.search]
 

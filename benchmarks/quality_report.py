@@ -39,6 +39,11 @@ def _share(count: int, total: int) -> str:
     return f"{count} ({100 * count / total:.0f}%)" if total else "0"
 
 
+def _false(counts: dict) -> str:
+    parts = "/".join(str(counts[k]) for k in ("held_past_note", "early", "neighbour", "other"))
+    return f"{parts} ({counts['not_by_fingertip']})" if "not_by_fingertip" in counts else parts
+
+
 def summary(results: list[dict]) -> list[dict]:
     """Per (kind, set): chunks, median F1 and share above F1_TARGET (stored, noise-free), missed notes by cause."""
     rows = []
@@ -85,11 +90,12 @@ def render_report(results: list[dict], chunks: list, kinds: list[str], env_confi
             continue
         parts += [f"## {kind}: per chunk", "",
                   "F1 stored: mean (sd) over the stored rollouts; P, R: stored means; missed notes and causes: the "
-                  "noise-free run (cause definitions: envs/failure.py); not cmd / not IK: missed notes the plan "
-                  "never commanded / the IK never pressed; false presses: key-steps down outside the goal "
-                  "(held past the note / early / next to a goal key / other).", ""]
+                  "noise-free run (cause definitions: envs/failure.py); not asg / not cmd / not IK: missed notes "
+                  "the plan gave no finger / never commanded down / the IK never put down; false presses: "
+                  "key-steps down outside the goal (held past the note / early / next to a goal key / other; "
+                  "in brackets: with no fingertip over the key).", ""]
         header = ["set", "chunk", "F1 stored", "F1 noise-free", "P", "R", "fit CPU-s", "missed/notes",
-                  *[c for _, c in CAUSE_COLUMNS], "not cmd", "not IK", "false presses"]
+                  *[c for _, c in CAUSE_COLUMNS], "not asg", "not cmd", "not IK", "false presses"]
         rows = []
         for name, group in groups.items():
             for r in group:
@@ -98,8 +104,8 @@ def render_report(results: list[dict], chunks: list, kinds: list[str], env_confi
                              f"{r['noise_free']['f1']:.3f}", f"{r['stored']['precision']:.3f}",
                              f"{r['stored']['recall']:.3f}", f"{r['cpu_s']['fit']:.0f}",
                              f"{f['n_missed']}/{f['n_notes']}", *[f["causes"][c] for c, _ in CAUSE_COLUMNS],
-                             f["flags"].get("not_commanded", "-"), f["flags"].get("not_ik", "-"),
-                             "/".join(str(v) for v in f["false_presses"].values())])
+                             *[f["flags"].get(f"not_{p}", "-") for p in ("assigned", "commanded", "ik")],
+                             _false(f["false_presses"])])
         parts += [_table(header, rows), ""]
         parts += [f"## {kind}: causes in the stored rollouts (summed over seeds)", "",
                   "Share of the missed notes; flags count every condition that held (a note can have several).", ""]

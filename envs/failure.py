@@ -48,7 +48,7 @@ N_KEYS = 88
 FINGERS_PER_HAND = 5
 CAUSES = ("beyond_reach_speed", "wrong_neighbour", "jam", "late", "never_reached", "other")
 # Key-steps pressed outside the goal (what costs precision), by kind (`false_presses`).
-FALSE_PRESSES = ("held_past_note", "early", "neighbour", "other")
+FALSE_PRESSES = ("held_past_note", "early", "neighbour", "other", "not_by_fingertip")
 # Largest y distance between two key centres one reduced Shadow hand presses at
 # once (ours, measured with envs.ik.HandsIK: thumb and little finger reach keys
 # 6 white keys apart (0.141 m) within 1.3 mm, an octave (0.164 m) misses by 6 mm).
@@ -378,7 +378,8 @@ def classify_missed_notes(trace: EpisodeTrace, control_timestep: float = 0.05,
         causes[cause] += 1
         missed.append({"key": key, "on": on, "off": off, "share": round(share, 3), "cause": cause})
     return FailureReport(n_notes=len(notes), n_missed=len(missed), causes=causes, other_detail=other,
-                         flags=flags, false_presses=false_presses(goal, pressed, config), missed=missed)
+                         flags=flags, missed=missed,
+                         false_presses=false_presses(goal, pressed, config, trace.fingertips, layout))
 
 
 def _jammed(trace: EpisodeTrace, key: int, span: slice, config: FailureConfig) -> bool:
@@ -387,11 +388,13 @@ def _jammed(trace: EpisodeTrace, key: int, span: slice, config: FailureConfig) -
     return bool(contact.mean() >= config.jam_min_share)
 
 
-def false_presses(goal: np.ndarray, pressed: np.ndarray, config: FailureConfig | None = None) -> dict[str, int]:
+def false_presses(goal: np.ndarray, pressed: np.ndarray, config: FailureConfig | None = None,
+                  fingertips: np.ndarray | None = None, layout: KeyLayout | None = None) -> dict[str, int]:
     """Key-steps pressed while not in the goal (precision losses), by kind: the key's goal
     interval ended at most `false_press_window` steps earlier (held past the note), or starts
     at most that many steps later (early), or a goal key within `neighbour_keys` is due
-    (neighbour), or none of these (other)."""
+    (neighbour), or none of these (other). With fingertips and a layout, also how many of them
+    had no fingertip over the key (pressed by another part of the hand: ``not_by_fingertip``)."""
     config = config or FailureConfig()
     goal, pressed = np.asarray(goal, bool), np.asarray(pressed, bool)
     w = config.false_press_window
@@ -409,8 +412,15 @@ def false_presses(goal: np.ndarray, pressed: np.ndarray, config: FailureConfig |
     held = false & recent
     early = false & ~held & coming
     neighbour = false & ~held & ~early & near
-    return {"held_past_note": int(held.sum()), "early": int(early.sum()), "neighbour": int(neighbour.sum()),
-            "other": int((false & ~held & ~early & ~neighbour).sum())}
+    out = {"held_past_note": int(held.sum()), "early": int(early.sum()), "neighbour": int(neighbour.sum()),
+           "other": int((false & ~held & ~early & ~neighbour).sum())}
+    if fingertips is not None and layout is not None:
+        steps, keys = np.nonzero(false)
+        tips = np.asarray(fingertips)[steps]  # (F, 10, 3)
+        d = np.abs(tips[..., :2] - layout.centers[keys][:, None, :2])
+        over = np.all(d <= layout.half_sizes[keys][:, None, :2], axis=-1).any(axis=1)
+        out["not_by_fingertip"] = int((~over).sum())
+    return out
 
 
 def _wrong_neighbour(trace: EpisodeTrace, layout: KeyLayout, key: int, span: slice, config: FailureConfig) -> bool:
@@ -436,6 +446,8 @@ def sum_reports(reports: list[FailureReport]) -> dict:
     for report in reports:
         for name in report.flags:
             out["flags"].setdefault(name, 0)
+        for name in report.false_presses:
+            out["false_presses"].setdefault(name, 0)
         out["n_notes"] += report.n_notes
         out["n_missed"] += report.n_missed
         for group in ("causes", "other_detail", "flags", "false_presses"):

@@ -107,7 +107,7 @@ def test_each_constructed_failure_gets_its_cause(layout):
         assert sum(report.causes.values()) == report.n_missed
 
 
-def test_false_presses_are_split_by_kind():
+def test_false_presses_are_split_by_kind(layout):
     goal = np.zeros((20, 88), bool)
     goal[5:10, 40] = True
     pressed = goal.copy()
@@ -116,6 +116,8 @@ def test_false_presses_are_split_by_kind():
     pressed[6:8, 42] = True  # the white key next to it
     pressed[15, 80] = True  # far from anything
     assert false_presses(goal, pressed) == {"held_past_note": 2, "early": 2, "neighbour": 2, "other": 1}
+    tips = over(layout, resting(layout, 20), 42, slice(6, 7))  # a fingertip over key 42 at step 6 only
+    assert false_presses(goal, pressed, fingertips=tips, layout=layout)["not_by_fingertip"] == 6
 
 
 def test_a_played_note_is_not_missed(layout):
