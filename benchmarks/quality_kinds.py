@@ -149,7 +149,8 @@ def _nominal_plans(job: KindJob, spec_dir: Path, manifest: dict) -> tuple[dict, 
 
 
 def _solve_nominal_plans(job: KindJob, manifest: dict) -> tuple[dict, list]:
-    from envs.failure import KeyLayout, planned_presses
+    from envs.failure import planned_presses
+    from envs.trace import KeyLayout
     from envs.factory import make_env
     from envs.nominal import nominal_trajectory
     from envs.residual import ResidualConfig
@@ -207,7 +208,8 @@ def _stored_episodes(job: KindJob, fitted: Fitted) -> tuple[list[dict], float]:
 
 def evaluate(job: KindJob) -> tuple[dict, dict]:
     """Fit, roll out, replay and classify one (kind, chunk); (result, noise-free trace arrays)."""
-    from envs.failure import classify_missed_notes, replay_actions, sum_reports
+    from envs.failure import classify_missed_notes, sum_reports
+    from envs.trace import replay_actions
     from envs.metrics import key_press_metrics
 
     if job.kind not in KINDS:

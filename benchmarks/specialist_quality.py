@@ -18,7 +18,8 @@ matches and says so. Outputs: the tables (markdown, printed and in
 
     python benchmarks/specialist_quality.py --set dev --kind ik
     python benchmarks/specialist_quality.py --set all --kind ik --physics-timestep 0.005
-    python benchmarks/specialist_quality.py --chunks robopianist:CMajorScaleTwoHands:0 --kind residual,droq --profile smoke
+    python benchmarks/specialist_quality.py --chunks robopianist:CMajorScaleTwoHands:0 \
+        --kind residual,droq --profile smoke
     python benchmarks/specialist_quality.py --set holdout --kind ik --jobs 2 --json out.json
 """
 

@@ -89,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--chunks", help="comma-separated SONG_REF:INDEX (default: the dev set)")
-    parser.add_argument("--out", type=Path, help="the quality benchmark's reports folder (default: quality.reports_dir)")
+    parser.add_argument("--out", type=Path, help="the quality benchmark's reports (default: quality.reports_dir)")
     args = parser.parse_args(argv)
 
     from benchmarks.quality_set import load_chunk, load_quality_set, select
     from envs.config import EnvConfig
     from envs.factory import make_env
-    from envs.failure import replay_actions
+    from envs.trace import replay_actions
     from envs.metrics import key_press_metrics
 
     listed, section = load_quality_set(args.params)
@@ -175,8 +175,8 @@ def render(rows: list[dict]) -> str:
         for label, c in r["same_actions"].items():
             shift = "-" if c["onset_shift_mean_steps"] is None else \
                 f"{c['onset_shift_mean_steps']:+.2f} ({c['onset_shift_abs_mean_steps']:.2f})"
-            lines.append(f"| {r['chunk']} | {label} | {c['f1'][0]:.3f} / {c['f1'][1]:.3f} | {c['pressed_cells_equal']:.4f}"
-                         f" | {c['pressed_jaccard']:.3f} | {c['first_step_pressed_differ']} | "
+            lines.append(f"| {r['chunk']} | {label} | {c['f1'][0]:.3f} / {c['f1'][1]:.3f} | "
+                         f"{c['pressed_cells_equal']:.4f} | {c['pressed_jaccard']:.3f} | {c['first_step_pressed_differ']} | "
                          f"{100 * c['onsets_matched_share']:.0f}% of {c['onsets'][0]} | {shift} | "
                          f"{c['key_qpos_rms_travel']:.3f} / {c['key_qpos_max_travel']:.2f} | "
                          f"{c['fingertip_mean_mm']:.1f} / {c['fingertip_max_mm']:.0f} | "

@@ -1,4 +1,5 @@
-"""Failure causes of missed notes (envs/failure.py): constructed traces and scripted controllers."""
+"""Failure causes of missed notes (envs/failure.py) on constructed traces and on episodes of
+scripted controllers recorded from the physics (envs/trace.py)."""
 
 import numpy as np
 import pytest
@@ -8,20 +9,10 @@ from robopianist.music.midi_file import MidiFile
 from envs.chunks import Chunk
 from envs.config import EnvConfig
 from envs.factory import make_env
-from envs.failure import (
-    CAUSES,
-    EpisodeTrace,
-    FailureConfig,
-    KeyLayout,
-    classify_missed_notes,
-    false_presses,
-    goal_notes,
-    reach_coverage,
-    record_episode,
-    replay_actions,
-)
+from envs.failure import CAUSES, FailureConfig, classify_missed_notes, false_presses, goal_notes, reach_coverage
 from envs.metrics import key_press_metrics
 from envs.nominal import NominalConfig, nominal_trajectory
+from envs.trace import EpisodeTrace, KeyLayout, record_episode, replay_actions
 
 T = 40
 MIDDLE_C = 39  # key index of MIDI 60
@@ -127,7 +118,8 @@ def test_a_played_note_is_not_missed(layout):
     pressed[20:24, 60] = False  # down for 6 of 10 steps: over min_share
     report = classify_missed_notes(trace_of(goal, pressed, resting(layout), layout))
     assert report.n_notes == 1 and report.n_missed == 0 and sum(report.causes.values()) == 0
-    strict = classify_missed_notes(trace_of(goal, pressed, resting(layout), layout), config=FailureConfig(min_share=0.7))
+    strict = classify_missed_notes(trace_of(goal, pressed, resting(layout), layout),
+                                   config=FailureConfig(min_share=0.7))
     assert strict.n_missed == 1 and strict.missed[0]["cause"] == "late"
 
 
