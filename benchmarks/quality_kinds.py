@@ -32,8 +32,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-QUALITY_VERSION = "quality-3"  # bump when a change alters results
-PLAN_NAMES = ("assigned", "commanded", "ik")  # planned-press masks of nominal-based kinds (envs.failure flags)
+QUALITY_VERSION = "quality-4"  # bump when a change alters results
+PLAN_NAMES = ("assigned", "scheduled", "commanded", "ik")  # planned-press masks of nominal-based kinds (envs.failure flags)
 
 
 @dataclass
@@ -132,9 +132,10 @@ def _deterministic_run(spec_dir: Path, chunk) -> tuple[np.ndarray, dict]:
 
 
 def _nominal_plans(job: KindJob, spec_dir: Path, manifest: dict) -> tuple[dict, list]:
-    """Planned presses of the nominal controller: assigned a finger (goal timing), commanded
-    (targets given to the IK) and reached by the IK solution; and the nominal search's
-    candidates. Cached in the work folder (`plans.npz`, by the specialist's run key): a rerun
+    """Planned presses of the nominal controller: assigned a finger (goal timing), scheduled
+    (`envs.nominal.schedule_presses`), commanded down (targets given to the IK: a scheduled
+    press stays at hover until the IK has the finger over its key) and put down by the IK
+    solution; and the nominal search's candidates. Cached in the work folder (`plans.npz`, by the specialist's run key): a rerun
     does not plan again."""
     cache = job.work_dir / "plans.npz"
     if cache.exists():
@@ -166,7 +167,11 @@ def _solve_nominal_plans(job: KindJob, manifest: dict) -> tuple[dict, list]:
     assigned = np.zeros((len(trajectory.plan.key), 88), dtype=bool)
     steps, fingers = np.nonzero(trajectory.plan.key >= 0)
     assigned[steps, trajectory.plan.key[steps, fingers]] = True
-    plans = {"assigned": assigned, "commanded": planned_presses(trajectory.command_targets, layout),
+    scheduled = np.zeros_like(assigned)
+    steps, fingers = np.nonzero(trajectory.command >= 0)
+    scheduled[steps, trajectory.command[steps, fingers]] = True
+    plans = {"assigned": assigned, "scheduled": scheduled,
+             "commanded": planned_presses(trajectory.command_targets, layout),
              "ik": planned_presses(trajectory.ik_fingertips, layout)}
     return plans, [[o, None if f is None else round(f, 4)] for o, f in trajectory.search]
 

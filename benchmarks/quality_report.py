@@ -90,12 +90,13 @@ def render_report(results: list[dict], chunks: list, kinds: list[str], env_confi
             continue
         parts += [f"## {kind}: per chunk", "",
                   "F1 stored: mean (sd) over the stored rollouts; P, R: stored means; missed notes and causes: the "
-                  "noise-free run (cause definitions: envs/failure.py); not asg / not cmd / not IK: missed notes "
-                  "the plan gave no finger / never commanded down / the IK never put down; false presses: "
+                  "noise-free run (cause definitions: envs/failure.py); not asg / sched / cmd / IK: missed notes the "
+                  "plan gave no finger / never scheduled / never commanded down (the IK had not aligned the "
+                  "finger) / the IK never put down; false presses: "
                   "key-steps down outside the goal (held past the note / early / next to a goal key / other; "
                   "in brackets: with no fingertip over the key).", ""]
         header = ["set", "chunk", "F1 stored", "F1 noise-free", "P", "R", "fit CPU-s", "missed/notes",
-                  *[c for _, c in CAUSE_COLUMNS], "not asg", "not cmd", "not IK", "false presses"]
+                  *[c for _, c in CAUSE_COLUMNS], "not asg", "not sched", "not cmd", "not IK", "false presses"]
         rows = []
         for name, group in groups.items():
             for r in group:
@@ -104,7 +105,7 @@ def render_report(results: list[dict], chunks: list, kinds: list[str], env_confi
                              f"{r['noise_free']['f1']:.3f}", f"{r['stored']['precision']:.3f}",
                              f"{r['stored']['recall']:.3f}", f"{r['cpu_s']['fit']:.0f}",
                              f"{f['n_missed']}/{f['n_notes']}", *[f["causes"][c] for c, _ in CAUSE_COLUMNS],
-                             *[f["flags"].get(f"not_{p}", "-") for p in ("assigned", "commanded", "ik")],
+                             *[f["flags"].get(f"not_{p}", "-") for p in ("assigned", "scheduled", "commanded", "ik")],
                              _false(f["false_presses"])])
         parts += [_table(header, rows), ""]
         parts += [f"## {kind}: causes in the stored rollouts (summed over seeds)", "",
