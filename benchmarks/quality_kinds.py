@@ -257,5 +257,6 @@ def evaluate(job: KindJob) -> tuple[dict, dict]:
         "wall_s": round(time.perf_counter() - wall, 1),
     }
     arrays = {name: getattr(trace, name) for name in ("actions", "goal", "pressed", "key_qpos", "fingertips",
-                                                      "hand_hand", "edge_contact", "key_touch", "n_contacts")}
+                                                      "hand_hand", "edge_contact", "key_touch", "n_contacts",
+                                                      "hand_hand_parts")}
     return result, arrays

@@ -20,7 +20,7 @@ interval's steps. Each missed note gets one cause, the first that applies:
    nearest to the goal key lay over that neighbour.
 3. ``jam``: for at least `jam_min_share` of the note's steps the hands touched
    each other, or a hand geom touched the side face (contact normal |n_z| <
-   `edge_normal_z`) of the key or of a key next to it.
+   `envs.trace.EDGE_NORMAL_Z`, as recorded) of the key or of a key next to it.
 4. ``late``: the key went down during the interval, first later than
    `late_steps` after the onset.
 5. ``never_reached``: no fingertip came over the key's footprint (x-y box of its
@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from envs.trace import EDGE_NORMAL_Z, FINGERS_PER_HAND, N_KEYS, EpisodeTrace, KeyLayout
+from envs.trace import FINGERS_PER_HAND, N_KEYS, EpisodeTrace, KeyLayout
 
 CAUSES = ("beyond_reach_speed", "wrong_neighbour", "jam", "late", "never_reached", "other")
 # Key-steps pressed outside the goal (what costs precision), by kind (`false_presses`).
@@ -60,7 +60,6 @@ class FailureConfig:
     min_share: float = 0.5  # a note counts as played when its key is down for >= this share of its steps
     late_steps: int = 2  # a first press more than this many steps after the onset is late (0.1 s at 20 Hz)
     neighbour_keys: int = 2  # keys within this index distance are neighbours (next white key across a black)
-    edge_normal_z: float = EDGE_NORMAL_Z  # record with the same value (envs.trace)
     jam_min_share: float = 0.25  # share of a note's steps with hand-hand or side-face contacts for a jam
     false_press_window: int = 3  # steps: a false press this close after / before a goal interval of its key
     hand_span_m: float = HAND_SPAN_M

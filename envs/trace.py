@@ -20,6 +20,9 @@ import numpy as np
 N_KEYS = 88
 FINGERS_PER_HAND = 5
 EDGE_NORMAL_Z = 0.5  # a contact with |normal z| below this touches a key's side face
+# Hand bodies that are not fingers (robopianist Shadow hand body names end so).
+ARM_BODIES = ("forearm", "wrist", "palm")
+HAND_PARTS = ("arm_arm", "arm_finger", "finger_finger")  # `EpisodeTrace.hand_hand_parts` columns
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class EpisodeTrace:
     n_contacts: np.ndarray  # (T,) int: all contacts in the model
     actions: np.ndarray  # (T, 39) the actions the piano env received
     layout: KeyLayout | None = None
+    # (T, 3) bool: which parts touch when the hands touch (HAND_PARTS; arm: forearm, wrist, palm)
+    hand_hand_parts: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -74,33 +79,41 @@ class EpisodeTrace:
 
 
 class _ContactMap:
-    """Geom id -> hand (0 right, 1 left, -1 none) and -> key (0-87, -1 none)."""
+    """Geom id -> hand (0 right, 1 left, -1 none), -> key (0-87, -1 none), -> arm (not a finger)."""
 
     def __init__(self, env) -> None:
         physics, task = env.physics, env.task
         n_geoms = physics.model.ngeom
         self.hand = np.full(n_geoms, -1, dtype=np.int64)
+        self.arm = np.zeros(n_geoms, dtype=bool)
         for h, entity in enumerate((task.right_hand, task.left_hand)):
-            self.hand[physics.bind(entity.mjcf_model.find_all("geom")).element_id] = h
+            geoms = entity.mjcf_model.find_all("geom")
+            ids = physics.bind(geoms).element_id
+            self.hand[ids] = h
+            self.arm[ids] = [bool(g.parent.name) and g.parent.name.endswith(ARM_BODIES) for g in geoms]
         self.key = np.full(n_geoms, -1, dtype=np.int64)
         for k, key in enumerate(task.piano.keys):
             self.key[physics.bind(key.find_all("geom")).element_id] = k
 
-    def read(self, physics, edge_normal_z: float) -> tuple[bool, np.ndarray, np.ndarray, int]:
+    def read(self, physics, edge_normal_z: float) -> tuple[bool, np.ndarray, np.ndarray, int, np.ndarray]:
         contact = physics.data.contact
         n = int(physics.data.ncon)
         edge = np.zeros(N_KEYS, dtype=bool)
         touch = np.zeros(N_KEYS, dtype=bool)
+        parts = np.zeros(len(HAND_PARTS), dtype=bool)
         if n == 0:
-            return False, edge, touch, 0
+            return False, edge, touch, 0, parts
         g1, g2 = np.asarray(contact.geom1[:n]), np.asarray(contact.geom2[:n])
         h1, h2, k1, k2 = self.hand[g1], self.hand[g2], self.key[g1], self.key[g2]
-        hand_hand = bool(np.any((h1 >= 0) & (h2 >= 0) & (h1 != h2)))
+        between = (h1 >= 0) & (h2 >= 0) & (h1 != h2)
+        hand_hand = bool(np.any(between))
+        arms = self.arm[g1[between]].astype(int) + self.arm[g2[between]].astype(int)  # 2, 1, 0 arm geoms
+        parts[:] = [np.any(arms == 2), np.any(arms == 1), np.any(arms == 0)]
         key = np.where((h1 >= 0) & (k2 >= 0), k2, np.where((h2 >= 0) & (k1 >= 0), k1, -1))
         side = np.abs(np.asarray(contact.frame[:n, 2])) < edge_normal_z
         touch[key[key >= 0]] = True
         edge[key[(key >= 0) & side]] = True
-        return hand_hand, edge, touch, n
+        return hand_hand, edge, touch, n, parts
 
 
 def record_episode(env, act: Callable[[int, object], np.ndarray], *,
@@ -111,13 +124,14 @@ def record_episode(env, act: Callable[[int, object], np.ndarray], *,
     contacts = _ContactMap(env)
     joints = env.physics.bind(env.task.piano.joints)
     rows: dict[str, list] = {k: [] for k in ("goal", "pressed", "fingertips", "key_qpos", "hand_hand",
-                                             "edge_contact", "key_touch", "n_contacts", "actions")}
+                                             "edge_contact", "key_touch", "n_contacts", "actions",
+                                             "hand_hand_parts")}
     t = 0
     while not timestep.last():
         action = np.asarray(act(t, timestep), dtype=np.float64)
         timestep = env.step(action)
         info = env.step_info()
-        hand_hand, edge, touch, n = contacts.read(env.physics, edge_normal_z)
+        hand_hand, edge, touch, n, parts = contacts.read(env.physics, edge_normal_z)
         rows["goal"].append(np.asarray(info["goal_keys"], dtype=bool))
         rows["pressed"].append(np.asarray(info["pressed_keys"], dtype=bool))
         rows["fingertips"].append(env.task.fingertip_positions(env.physics))
@@ -126,6 +140,7 @@ def record_episode(env, act: Callable[[int, object], np.ndarray], *,
         rows["edge_contact"].append(edge)
         rows["key_touch"].append(touch)
         rows["n_contacts"].append(n)
+        rows["hand_hand_parts"].append(parts)
         rows["actions"].append(np.asarray(info.get("applied_action", action), dtype=np.float64))
         t += 1
     arrays = {k: np.asarray(v) for k, v in rows.items()}

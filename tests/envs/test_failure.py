@@ -192,6 +192,7 @@ def test_hands_driven_into_each_other_jam():
     trace = record_episode(env, lambda t, ts: action)
     env.close()
     assert trace.hand_hand[20:].all() and not trace.hand_hand[0]
+    assert trace.hand_hand_parts.shape == (T, 3) and trace.hand_hand_parts[20:].any(axis=1).all()
     report = classify_missed_notes(trace)
     assert report.n_missed == 1 and report.missed[0]["cause"] == "jam"
 
