@@ -3,7 +3,7 @@
 All three run on the same song chunk, with the same physics/control timesteps
 and the same random actions, in this one process:
 
-  ours_ot      envs.factory.make_env, fingering="ot" (the default)
+  ours_ot      envs.piano.env.make_env, fingering="ot" (the default)
   ours_no_ot   the same env with fingering="none": no OT matching, no OT reward
                (isolates the OT cost)
   robopianist  robopianist.suite.load(...) with matching task kwargs
@@ -27,7 +27,6 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 import mujoco
-import numpy as np
 
 
 def main() -> None:
@@ -39,10 +38,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from benchmarks.baseline import plain_robopianist_env, steps_per_second
-    from envs.chunks import make_chunks
-    from envs.config import EnvConfig
-    from envs.factory import make_env
-    from envs.songs import load_song
+    from envs.music.chunks import make_chunks
+    from envs.music.songs import load_song
+    from envs.piano.config import EnvConfig
+    from envs.piano.env import make_env
 
     config = EnvConfig()
     chunk = make_chunks(load_song(args.song))[0]

@@ -1,9 +1,9 @@
-"""Which parts of the two hands touch while a specialist plays (the ``jam`` cause of envs/failure.py).
+"""Which parts of the two hands touch while a specialist plays (the ``jam`` cause of envs/piano/failure.py).
 
 Reads the noise-free actions `benchmarks/specialist_quality.py` saved for one
-kind and settings tag, replays them (`envs.trace.replay_actions`) and counts,
+kind and settings tag, replays them (`envs.piano.trace.replay_actions`) and counts,
 per chunk, the steps in which the hands touch, split by the parts in contact
-(`envs.trace.HAND_PARTS`: arm-arm = forearm, wrist or palm of both hands,
+(`envs.piano.trace.HAND_PARTS`: arm-arm = forearm, wrist or palm of both hands,
 arm-finger, finger-finger), and the same split over the missed notes whose
 cause is ``jam``.
 
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from benchmarks.quality_set import load_chunk, load_quality_set, select
-    from envs.config import EnvConfig
-    from envs.trace import HAND_PARTS, replay_actions
+    from envs.piano.config import EnvConfig
+    from envs.piano.trace import HAND_PARTS, replay_actions
 
     listed, section = load_quality_set(args.params)
     out = args.out or Path(section["reports_dir"])

@@ -1,9 +1,9 @@
 """Open-loop OT-IK nominal controller: key-press precision/recall/F1 and IK cost.
 
-For each chunk, `envs.nominal` plans the fingertips from the notes (OT
+For each chunk, `envs.control.nominal` plans the fingertips from the notes (OT
 fingering), solves the IK along the chunk and the resulting actions are played
 open loop (no feedback, no training) in the RP1M env. Printed per chunk:
-steps, precision, recall, F1 (robopianist's per-step means, `envs.metrics`),
+steps, precision, recall, F1 (robopianist's per-step means, `envs.piano.metrics`),
 IK solve time per control step (`HandsIK.solve`, all iterations), the
 planning time (plan + IK + servo feedforward, for every candidate of the
 open-loop search) and the search's chosen config variant. Baseline on the same chunk:
@@ -60,12 +60,12 @@ def main() -> None:
 
     from dataclasses import replace
 
-    from envs.chunks import make_chunks
-    from envs.config import EnvConfig
-    from envs.factory import make_env
-    from envs.nominal import NominalConfig, NominalController, nominal_trajectory
-    from envs.rollout import run_episode, zero_controller
-    from envs.songs import load_song
+    from envs.control.nominal import NominalConfig, NominalController, nominal_trajectory
+    from envs.music.chunks import make_chunks
+    from envs.music.songs import load_song
+    from envs.piano.config import EnvConfig
+    from envs.piano.env import make_env
+    from envs.piano.rollout import run_episode, zero_controller
 
     env_config, config = EnvConfig(), NominalConfig()
     rows = []

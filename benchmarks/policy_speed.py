@@ -49,8 +49,9 @@ SINGLE_CORE_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism
 
 def synthetic_dataset(spec, *, n_episodes: int = 4, n_steps: int = 200, seed: int = 0):
     """A WindowDataset with RP1M's observation keys, sizes and dtypes (random values)."""
-    from tasks.reader import WindowDataset
-    from tasks.shards import OBSERVATION_KEYS, Episode, observation_dims, step_field_specs
+    from envs.piano.spec import OBSERVATION_KEYS
+    from tasks.rlds import Episode, observation_dims, step_field_specs
+    from tasks.rlds.reader import WindowDataset
 
     dims = observation_dims()
     dtypes = {key: field.dtype for key, field in step_field_specs()["observation"].items()}
@@ -112,7 +113,7 @@ def with_inference_steps(policy, steps: int):
 
 def single_core_worker(policy_dir: str, calls: int) -> None:
     """Subprocess side of the one-core measurement: prints one JSON line."""
-    from agents.common.policy import load_policy
+    from agents.common.io import load_policy
 
     policy = load_policy(Path(policy_dir))
     obs = np.load(Path(policy_dir).parent / "obs.npy")
@@ -129,7 +130,7 @@ def single_core_worker(policy_dir: str, calls: int) -> None:
 
 
 def single_core_latency(policy, obs: np.ndarray, calls: int, work: Path) -> dict:
-    from agents.common.policy import save_policy
+    from agents.common.io import save_policy
 
     policy_dir = work / policy.name
     save_policy(policy, policy_dir)

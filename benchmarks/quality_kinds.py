@@ -11,7 +11,7 @@ instead of a specialist folder.
 `evaluate(job)` fits (or reuses) the specialist, rolls it out `n_rollouts`
 times with the real rollout code (seeds 0..n-1, the episodes as they are
 stored), replays every stored episode's actions and the noise-free policy's
-actions in the simulator to classify the missed notes (`envs.failure`), and
+actions in the simulator to classify the missed notes (`envs.piano.failure`), and
 returns a JSON-ready result plus the noise-free trace's arrays.
 CPU-seconds are process CPU time (`time.process_time`, all threads):
 `fit_cpu_s` is planning + training (for ``ik``: the nominal search and one
@@ -33,15 +33,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 QUALITY_VERSION = "quality-4"  # bump when a change alters results
-PLAN_NAMES = ("assigned", "scheduled", "commanded", "ik")  # planned-press masks of nominal-based kinds (envs.failure flags)
+PLAN_NAMES = ("assigned", "scheduled", "commanded", "ik")  # planned-press masks of nominal-based kinds (envs.piano.failure flags)
 
 
 @dataclass
 class KindJob:
     kind: str
-    chunk: object  # envs.chunks.Chunk
+    chunk: object  # envs.music.chunks.Chunk
     work_dir: Path  # this (kind, chunk)'s folder
-    env_config: object  # envs.config.EnvConfig
+    env_config: object  # envs.piano.config.EnvConfig
     profile: object | None  # tasks.specialist.TrainProfile of trained kinds
     n_rollouts: int
     seed: int = 0
@@ -54,7 +54,7 @@ class Fitted:
     noise_free_metrics: dict  # P/R/F1 of the kind's own noise-free evaluation
     specialist_dir: Path | None = None  # a finished tasks.specialist folder, rolled out by tasks.rollouts
     episodes: list | None = None  # or the stored episodes: [{seed, actions (T, 39), pressed (T, 88), f1, ...}]
-    plans: dict = field(default_factory=dict)  # name -> (T, 88) bool planned presses (envs.failure flags)
+    plans: dict = field(default_factory=dict)  # name -> (T, 88) bool planned presses (envs.piano.failure flags)
     extra: dict = field(default_factory=dict)
     reused: bool = False
 
@@ -71,7 +71,7 @@ def pipeline_fit(kind: str) -> Callable[[KindJob], Fitted]:
     """The fit function of a `tasks.specialist` kind (train_specialist, then rolled out by tasks.rollouts)."""
 
     def fit(job: KindJob) -> Fitted:
-        from envs.nominal import clear_nominal_cache
+        from envs.control.nominal import clear_nominal_cache
         from tasks.specialist import read_manifest, train_specialist
 
         spec_dir = job.work_dir / "specialist"
@@ -109,8 +109,8 @@ def _deterministic_run(spec_dir: Path, chunk) -> tuple[np.ndarray, dict]:
     """Actions the piano receives from a trained specialist's deterministic policy, and its P/R/F1."""
     from agents import droq
     from agents.common import to_env_action
-    from envs.metrics import key_press_metrics
-    from envs.residual import flat_observation_fn
+    from envs.piano.metrics import key_press_metrics
+    from envs.control.residual import flat_observation_fn
     from tasks.specialist import load_specialist, specialist_env
 
     state, manifest = load_specialist(spec_dir)
@@ -133,7 +133,7 @@ def _deterministic_run(spec_dir: Path, chunk) -> tuple[np.ndarray, dict]:
 
 def _nominal_plans(job: KindJob, spec_dir: Path, manifest: dict) -> tuple[dict, list]:
     """Planned presses of the nominal controller: assigned a finger (goal timing), scheduled
-    (`envs.nominal.schedule_presses`), commanded down (targets given to the IK: a scheduled
+    (`envs.control.nominal.schedule_presses`), commanded down (targets given to the IK: a scheduled
     press stays at hover until the IK has the finger over its key) and put down by the IK
     solution; and the nominal search's candidates. Cached in the work folder (`plans.npz`, by the specialist's run key): a rerun
     does not plan again."""
@@ -150,13 +150,13 @@ def _nominal_plans(job: KindJob, spec_dir: Path, manifest: dict) -> tuple[dict, 
 
 
 def _solve_nominal_plans(job: KindJob, manifest: dict) -> tuple[dict, list]:
-    from envs.failure import planned_presses
-    from envs.trace import KeyLayout
-    from envs.factory import make_env
-    from envs.nominal import nominal_trajectory
-    from envs.residual import ResidualConfig
+    from envs.piano.failure import planned_presses
+    from envs.piano.trace import KeyLayout
+    from envs.piano.env import make_env
+    from envs.control.nominal import nominal_trajectory
+    from tasks.specialist import ResidualSpecialistConfig
 
-    config = ResidualConfig.from_dict(manifest.get("residual_config")).nominal
+    config = ResidualSpecialistConfig.from_dict(manifest.get("residual_config")).task.nominal
     trajectory = nominal_trajectory(job.chunk, job.env_config, config)  # in memory after a fresh fit
     env = make_env(job.chunk, job.env_config, seed=0)
     try:
@@ -213,9 +213,9 @@ def _stored_episodes(job: KindJob, fitted: Fitted) -> tuple[list[dict], float]:
 
 def evaluate(job: KindJob) -> tuple[dict, dict]:
     """Fit, roll out, replay and classify one (kind, chunk); (result, noise-free trace arrays)."""
-    from envs.failure import classify_missed_notes, sum_reports
-    from envs.trace import replay_actions
-    from envs.metrics import key_press_metrics
+    from envs.piano.failure import classify_missed_notes, sum_reports
+    from envs.piano.trace import replay_actions
+    from envs.piano.metrics import key_press_metrics
 
     if job.kind not in KINDS:
         raise ValueError(f"unknown kind {job.kind!r}: registered kinds are {sorted(KINDS)}")

@@ -90,7 +90,7 @@ def render_report(results: list[dict], chunks: list, kinds: list[str], env_confi
             continue
         parts += [f"## {kind}: per chunk", "",
                   "F1 stored: mean (sd) over the stored rollouts; P, R: stored means; missed notes and causes: the "
-                  "noise-free run (cause definitions: envs/failure.py); not asg / sched / cmd / IK: missed notes the "
+                  "noise-free run (cause definitions: envs/piano/failure.py); not asg / sched / cmd / IK: missed notes the "
                   "plan gave no finger / never scheduled / never commanded down (the IK had not aligned the "
                   "finger) / the IK never put down; false presses: "
                   "key-steps down outside the goal (held past the note / early / next to a goal key / other; "

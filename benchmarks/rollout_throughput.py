@@ -49,11 +49,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     from benchmarks.baseline import plain_robopianist_env, steps_per_second
-    from envs.chunks import make_chunks
-    from envs.config import EnvConfig
-    from envs.songs import load_song
+    from envs.music.chunks import make_chunks
+    from envs.music.songs import load_song
+    from envs.piano.config import EnvConfig
+    from tasks.rlds import bytes_per_step, naive_float32_bytes_per_step, write_song_dataset
     from tasks.rollouts import iter_rollout_episodes, rollout_chunk
-    from tasks.shards import bytes_per_step, naive_float32_bytes_per_step, write_song_dataset
     from tasks.specialist import PROFILES, train_specialist
 
     song = load_song(args.song)

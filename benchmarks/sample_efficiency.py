@@ -47,8 +47,8 @@ DEFAULT_CHUNKS = (
 
 
 def _load_chunk(spec: str):
-    from envs.chunks import make_chunks
-    from envs.songs import load_song
+    from envs.music.chunks import make_chunks
+    from envs.music.songs import load_song
 
     ref, _, index = spec.rpartition(":")
     if not ref or not index.isdigit():
@@ -205,11 +205,11 @@ def _train_one(spec: str, method: str, profile, seed: int, work: Path) -> dict:
 
 def _save(args, profile, methods, results, started, ratios=None) -> None:
     """Writes the JSON report (after every method, so an interrupted run keeps what it measured)."""
-    from envs.residual import ResidualConfig
+    from tasks.specialist import ResidualSpecialistConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"profile": profile.name, "total_steps": profile.total_steps, "eval_every": profile.eval_every,
-               "seed": args.seed, "methods": methods, "residual_config": ResidualConfig().as_dict(),
+               "seed": args.seed, "methods": methods, "residual_config": ResidualSpecialistConfig().as_dict(),
                "chunks": results, "ratios": ratios or {}, "complete": ratios is not None,
                "seconds": round(time.perf_counter() - started, 1)}
     path = args.out / "sample_efficiency.json"

@@ -6,7 +6,7 @@ or any kind registered in `benchmarks.quality_kinds`), per chunk: P/R/F1 of
 the rollouts as the pipeline stores them (`tasks.rollouts`, seeds 0..n-1,
 action noise included) beside the noise-free policy's, the CPU-seconds of
 planning + training, and the causes of the missed goal notes, computed from
-the simulation (`envs.failure`). Summary as RP1M reports it (section 4.3:
+the simulation (`envs.piano.failure`). Summary as RP1M reports it (section 4.3:
 79% of 2,089 specialists above F1 0.75): median F1 and share of chunks
 above 0.75, per kind and set.
 
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small dense QPs (envs.nominal)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small dense QPs (envs.control.nominal)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 import numpy as np
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import quality_kinds
     from benchmarks.quality_set import load_quality_set, select
-    from envs.config import EnvConfig
+    from envs.piano.config import EnvConfig
 
     listed, section = load_quality_set(args.params)
     specs = [s for arg in args.chunks or [] for s in arg.split(",") if s.strip()]
@@ -179,7 +179,7 @@ def run_job(job: dict) -> dict:
     """Evaluate one (kind, chunk) and save its result (worker entry; returns the result)."""
     from benchmarks.quality_kinds import KindJob, evaluate
     from benchmarks.quality_set import QualityChunk, chunk_character, load_chunk
-    from envs.config import EnvConfig
+    from envs.piano.config import EnvConfig
 
     entry = QualityChunk(job["ref"], job["index"], job["set"], job["why"])
     chunk = load_chunk(entry, Path(job["written_dir"]), job["max_steps"])

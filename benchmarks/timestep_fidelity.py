@@ -93,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from benchmarks.quality_set import load_chunk, load_quality_set, select
-    from envs.config import EnvConfig
-    from envs.factory import make_env
-    from envs.trace import replay_actions
-    from envs.metrics import key_press_metrics
+    from envs.piano.config import EnvConfig
+    from envs.piano.env import make_env
+    from envs.piano.trace import replay_actions
+    from envs.piano.metrics import key_press_metrics
 
     listed, section = load_quality_set(args.params)
     chunks = select(listed, "dev", args.chunks.split(",") if args.chunks else None)

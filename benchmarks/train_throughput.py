@@ -35,13 +35,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import jax
-    from benchmarks.baseline import plain_robopianist_env, steps_per_second
 
     from agents import droq
     from agents.common import ReplayBuffer
-    from envs.chunks import make_chunks
-    from envs.config import EnvConfig
-    from envs.songs import load_song
+    from benchmarks.baseline import plain_robopianist_env, steps_per_second
+    from envs.music.chunks import make_chunks
+    from envs.music.songs import load_song
+    from envs.piano.config import EnvConfig
     from tasks.specialist import TrainProfile, train_specialist
 
     song = load_song(args.song)

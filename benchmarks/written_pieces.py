@@ -2,7 +2,7 @@
 
 `written:<name>` refs in the `quality:` section of params.yaml name one of
 `PIECES`; `write_piece(name, folder)` writes it as a standard MIDI file (with
-note_seq, the reader `envs.songs.load_midi_file` uses) and returns the path,
+note_seq, the reader `envs.music.songs.load_midi_file` uses) and returns the path,
 so the benchmark loads it like any MIDI file. Nothing is downloaded and no
 MIDI file is committed: the notes are in this file.
 

@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import Progress, error_of, failed
+from flows.common import emit, error_of, failed
 from tasks.benchmark import (
     BenchmarkConfig,
     evaluate_task,
@@ -41,17 +41,6 @@ from tasks.benchmark import (
 )
 
 
-_progress = Progress()
-set_progress_hook = _progress.set_hook  # the CLI draws progress through this
-
-
-def _emit(event: str, **info) -> None:
-    # A module function, not the bound method: Ray's runner pickles the flow's
-    # function by value, and a function is pickled by reference where a bound
-    # method would drag the CLI's hook (and its locks) along.
-    _progress.emit(event, **info)
-
-
 @flow(name="benchmark", log_prints=False)
 def benchmark_flow(config: BenchmarkConfig) -> dict:
     logger = get_run_logger()
@@ -59,12 +48,12 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
     plan = plan_task.submit(config).result()  # a planning error (e.g. an OOD song in training) ends the run
     steps = config.train_steps
     n_evals = len(plan["train_sets"]) * len(config.methods) * len(plan["groups"])
-    _emit("planned", policies=len(plan["train_sets"]) * len(config.methods), evaluations=n_evals)
+    emit("planned", policies=len(plan["train_sets"]) * len(config.methods), evaluations=n_evals)
 
     # 1. policies: submitted only where no folder carries the key
     policies = []  # (train_set, method, key, future | None)
     for train_set in plan["train_sets"]:
-        for method in config.methods:
+        for method in config.scaled_methods():
             entry = {"method": method.label, "train_songs": len(train_set)}
             try:
                 key = policy_key(method, [Path(d) for d in train_set], steps=steps, seed=config.seed)
@@ -77,7 +66,7 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
                 continue
 
             def progress(step: int, total: int, info: dict, label=method.label, n=len(train_set)) -> None:
-                _emit("train_progress", method=label, train_songs=n, step=step, total=total, loss=info.get("loss"))
+                emit("train_progress", method=label, train_songs=n, step=step, total=total, loss=info.get("loss"))
 
             future = train_policy_task.submit(method, train_set, config.policies_dir, key=key, steps=steps,
                                               seed=config.seed, profile=config.profile, on_progress=progress)
@@ -115,11 +104,11 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
         else:
             result = future.result()
             entry.update(status="done", final_loss=result.get("final_loss"), train_seconds=result.get("train_seconds"))
-        _emit("trained", **{k: v for k, v in entry.items() if k != "policy_dir"})
+        emit("trained", **{k: v for k, v in entry.items() if k != "policy_dir"})
     for cell in evaluations:
         future = cell.pop("future", None)
         if future is None:
-            _emit("evaluated", **cell)
+            emit("evaluated", **cell)
             continue
         wait([future])
         if failed(future):
@@ -132,7 +121,7 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
         else:
             result = future.result()
             cell.update(status="done", f1=result.get("f1"), episodes=result.get("episodes"))
-        _emit("evaluated", **cell)
+        emit("evaluated", **cell)
 
     # 4. the table, from the saved episodes only
     write_plan(config.reports_dir, plan, [

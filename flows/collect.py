@@ -34,7 +34,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import Progress, error_of, failed
+from flows.common import emit, error_of, failed
 from tasks.collect import (
     CollectConfig,
     prepare_song_task,
@@ -46,16 +46,6 @@ from tasks.collect import (
     train_chunk_task,
     write_song_task,
 )
-
-_progress = Progress()
-set_progress_hook = _progress.set_hook  # the CLI draws progress through this
-
-
-def _emit(event: str, **info) -> None:
-    # A module function, not the bound method: Ray's runner pickles the flow's
-    # function by value, and a function is pickled by reference where a bound
-    # method would drag the CLI's hook (and its locks) along.
-    _progress.emit(event, **info)
 
 
 @flow(name="collect", log_prints=False)
@@ -77,7 +67,7 @@ def collect_flow(config: CollectConfig) -> dict:
             logger.warning("%s: cannot be prepared: %s", ref, songs[ref]["error"])
         else:
             plans[ref] = future.result()
-    _emit("planned", songs=len(config.songs), chunks=sum(len(p["chunks"]) for p in plans.values()))
+    emit("planned", songs=len(config.songs), chunks=sum(len(p["chunks"]) for p in plans.values()))
 
     # 2. chunks: train -> rollout, submitted only where the manifests say it is missing
     chunk_futures: dict[str, list] = {}
@@ -135,7 +125,7 @@ def collect_flow(config: CollectConfig) -> dict:
                 elif future.state.is_completed():
                     executors.append({"stage": stage, "chunk_id": chunk["chunk_id"],
                                       "executor": future.result().get("executor")})
-            _emit("chunk", ref=ref, chunk_id=chunk["chunk_id"])
+            emit("chunk", ref=ref, chunk_id=chunk["chunk_id"])
         if ref in write_futures:
             wait([write_futures[ref]])
             if failure is None and failed(write_futures[ref]):
@@ -149,7 +139,7 @@ def collect_flow(config: CollectConfig) -> dict:
                           shards=str(Path(config.shards_dir) / song_id))
         record_status(config.work_dir, song_id, {**record, "finished": time.time()})
         songs[ref] = record
-        _emit("song", **record)
+        emit("song", **record)
     wait(pending)
 
     # 5. one serialized registration of everything new
@@ -192,7 +182,7 @@ def run_collection(config: CollectConfig) -> dict:
     if config.runner == "ray":
         from prefect_ray import RayTaskRunner
 
-        runner = RayTaskRunner(address=config.address) if config.address else RayTaskRunner()
+        runner = RayTaskRunner(address=config.ray_address) if config.ray_address else RayTaskRunner()
     else:
         runner = ThreadPoolTaskRunner(max_workers=config.parallel_chunks)
     os.makedirs(config.work_dir, exist_ok=True)

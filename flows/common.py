@@ -22,6 +22,18 @@ class Progress:
             self.hook(event, info)
 
 
+# One hook for both flows (the CLI runs one at a time). `emit` is a module
+# function, not the bound method: Ray's runner pickles a flow's function by
+# value, and a function is pickled by reference where a bound method would
+# drag the CLI's hook (and its locks) along.
+PROGRESS = Progress()
+set_progress_hook = PROGRESS.set_hook  # the CLI draws progress through this
+
+
+def emit(event: str, **info) -> None:
+    PROGRESS.emit(event, **info)
+
+
 def error_of(future) -> str:
     """The exception a Prefect future ended with, as 'Type: message' ('' when it succeeded)."""
     try:

@@ -24,12 +24,10 @@ and the versioned outputs (DVC):
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -39,11 +37,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from envs.config import EnvConfig
-from tasks.rollouts import MANIFEST as ROLLOUT_MANIFEST
+from envs import atomic
+from envs.piano.config import EnvConfig
+from tasks.names import NOMINAL_FILE, SONG_MANIFEST, SPECIALIST_MANIFEST
+from tasks.names import ROLLOUTS_MANIFEST as ROLLOUT_MANIFEST
+from tasks.params import env_config_dict
 from tasks.rollouts import rollout_key
-from tasks.specialist import MANIFEST as SPECIALIST_MANIFEST
 from tasks.specialist import check_kind, get_profile, run_key
+from tasks.stop import check_stop, die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 # Rollouts per specialist for each budget; RP1M section 4.3 uses 500.
@@ -60,13 +61,13 @@ class CollectConfig:
     seed: int = 0
     env: dict = field(default_factory=dict)  # EnvConfig fields, e.g. {"reward": {"fingering": "ot"}}
     specialist: str = "droq"  # droq | residual | ik (tasks.specialist.KINDS)
-    residual: dict = field(default_factory=dict)  # ResidualConfig fields (residual and ik specialists)
+    residual: dict = field(default_factory=dict)  # ResidualSpecialistConfig fields (residual and ik specialists)
     work_dir: str = "work"
     shards_dir: str = "datasets/shards"
     specialists_dir: str = "datasets/specialists"
     register: bool = True
     runner: str = "local"  # local | ray
-    address: str | None = None  # ray cluster address (runner=ray)
+    ray_address: str | None = None  # Ray cluster address (runner=ray)
 
     def __post_init__(self) -> None:
         get_profile(self.profile)  # names the bad profile
@@ -89,22 +90,24 @@ class CollectConfig:
         return self.n_rollouts or PROFILE_ROLLOUTS[self.profile]
 
     def env_config(self) -> EnvConfig:
-        return EnvConfig.from_dict(self.env)
+        return EnvConfig.from_dict(env_config_dict(self.env))
 
     def residual_config(self):
-        """The `envs.residual.ResidualConfig` of residual/ik specialists (None for droq)."""
+        """The `tasks.specialist.ResidualSpecialistConfig` of residual/ik specialists (None for droq)."""
         if self.specialist == "droq":
             return None
-        from envs.residual import ResidualConfig
+        from tasks.specialist import ResidualSpecialistConfig
 
-        return ResidualConfig.from_dict(self.residual)
+        return ResidualSpecialistConfig.from_dict(self.residual)
 
     @classmethod
     def from_params(cls, params: dict, **overrides) -> "CollectConfig":
+        """From a validated `collect:` section (`tasks.params.load_params`; `catalog_filter`
+        already resolved to `songs`), command-line overrides (not None) on top."""
         known = set(cls.__dataclass_fields__)
         unknown = set(params) - known - {"catalog_filter"}
         if unknown:
-            raise ValueError(f"params.yaml collect: unknown keys {sorted(unknown)}")
+            raise ValueError(f"params.yaml collect: unknown keys {sorted(unknown)} (known: {sorted(known)})")
         values = {k: v for k, v in params.items() if k in known}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "songs" in values:
@@ -151,7 +154,7 @@ def song_shards_key(chunk_ids: list[str], config: CollectConfig) -> str:
 
 
 def song_done(song_id: str, chunk_ids: list[str], config: CollectConfig) -> bool:
-    from tasks.shards import is_complete
+    from tasks.rlds import is_complete
 
     key_file = Path(config.work_dir) / song_id / "shards.key"
     return (
@@ -166,8 +169,8 @@ def song_done(song_id: str, chunk_ids: list[str], config: CollectConfig) -> bool
 
 def prepare_song(ref: str, work_dir: str) -> dict:
     """Load and validate a song, write its chunk files; returns its plan."""
-    from envs.chunks import load_chunk, write_song_chunks
-    from envs.songs import load_song
+    from envs.music.chunks import load_chunk, write_song_chunks
+    from envs.music.songs import load_song
 
     song = load_song(ref)
     paths = write_song_chunks(song, Path(work_dir))
@@ -188,22 +191,15 @@ def executor() -> str:
     return f"local-pid:{os.getpid()}"
 
 
-def _die_with_parent() -> None:
-    """Run in the child before exec: SIGKILL it when the parent dies (Linux prctl)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
     """Train (or resume) a chunk's specialist in a child process; publish the result
     to `specialists_dir/<chunk_id>`."""
+    check_stop(f"training {chunk_file}")
     work = (Path(chunk_work) / "specialist").resolve()
     cmd = [sys.executable, "-m", "tasks.specialist", str(Path(chunk_file).resolve()), str(work), "--profile", config.profile,
-           "--seed", str(config.seed), "--env-config", json.dumps(config.env), "--kind", config.specialist,
+           "--seed", str(config.seed), "--env-config", json.dumps(config.env_config().as_dict()), "--kind", config.specialist,
            "--residual-config", json.dumps(config.residual)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=_die_with_parent)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-1500:]
         raise RuntimeError(f"training {chunk_file} failed (exit {proc.returncode}): {tail}")
@@ -219,23 +215,17 @@ def publish_specialist(work: Path, dest: Path) -> None:
     manifest = _read_json(dest / SPECIALIST_MANIFEST)
     if manifest and manifest.get("run_key") == _read_json(work / SPECIALIST_MANIFEST)["run_key"]:
         return
-    staging = dest.with_name(f".{dest.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    if (work / "specialist").exists():  # the ik kind has no network
-        shutil.copytree(work / "specialist", staging / "specialist")
-    for name in ("chunk.json", "learning_curve.json", "nominal.npz", SPECIALIST_MANIFEST):
-        if (work / name).exists():
-            shutil.copy2(work / name, staging / name)
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(staging, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic.staged_dir(dest) as staging:
+        if (work / "specialist").exists():  # the ik kind has no network
+            shutil.copytree(work / "specialist", staging / "specialist")
+        for name in ("chunk.json", "learning_curve.json", NOMINAL_FILE, SPECIALIST_MANIFEST):
+            if (work / name).exists():
+                shutil.copy2(work / name, staging / name)
 
 
 def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
-    from envs.chunks import load_chunk
+    check_stop(f"rollouts of {chunk_file}")
+    from envs.music.chunks import load_chunk
     from tasks.rollouts import rollout_chunk
 
     manifest = rollout_chunk(
@@ -248,11 +238,12 @@ def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: C
 
 def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], config: CollectConfig) -> dict:
     """Merge the song's chunk rollouts into its TFDS folder (atomic swap)."""
+    check_stop(f"writing song {song_id}")
+    from tasks.rlds import write_song_dataset
     from tasks.rollouts import iter_rollout_episodes
-    from tasks.shards import write_song_dataset
 
     if song_done(song_id, chunk_ids, config):
-        manifest = _read_json(Path(config.shards_dir) / song_id / "manifest.json")
+        manifest = _read_json(Path(config.shards_dir) / song_id / SONG_MANIFEST)
         return {"song_id": song_id, "n_episodes": manifest["n_episodes"], "reused": True}
     shards_dir = Path(config.shards_dir)
     # A writer killed mid-way leaves its hidden staging folder; one flow writes a song at a time.
@@ -260,19 +251,33 @@ def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], confi
         shutil.rmtree(stale, ignore_errors=True)
     episodes = chain.from_iterable(iter_rollout_episodes(Path(w) / "rollouts") for w in chunk_works)
     manifest = write_song_dataset(shards_dir, song_id, episodes)
-    key_file = Path(config.work_dir) / song_id / "shards.key"
-    tmp = key_file.with_name(f".shards.key.tmp-{os.getpid()}")
-    tmp.write_text(song_shards_key(chunk_ids, config))
-    os.replace(tmp, key_file)
+    atomic.write_text(Path(config.work_dir) / song_id / "shards.key", song_shards_key(chunk_ids, config))
     return {"song_id": song_id, "n_episodes": manifest.n_episodes, "n_steps": manifest.n_steps, "reused": False}
 
 
 def record_status(work_dir: str, song_id: str, record: dict) -> None:
-    path = Path(work_dir) / "status" / f"{song_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    atomic.write_json(Path(work_dir) / "status" / f"{song_id}.json", record)
+
+
+def collection_status(work_dir: str | Path, shards_dir: str | Path) -> list[dict]:
+    """done / failed / pending per song, from the status records and the shard manifests."""
+    from tasks.rlds import ShardError, read_manifest
+
+    rows = []
+    status_dir = Path(work_dir) / "status"
+    for path in sorted(status_dir.glob("*.json")) if status_dir.exists() else []:
+        rec = json.loads(path.read_text())
+        try:
+            manifest = read_manifest(Path(shards_dir) / rec["song_id"])
+            episodes, steps = manifest.n_episodes, manifest.n_steps
+        except (FileNotFoundError, ShardError):  # absent or incomplete folder
+            episodes, steps = 0, 0
+        state = rec["status"]
+        if state in ("done", "cached") and not episodes:
+            state = "pending"  # the record says done but the shards are gone
+        rows.append({"ref": rec.get("ref"), "song_id": rec["song_id"], "status": state, "stage": rec.get("stage"),
+                     "error": rec.get("error"), "episodes": episodes, "steps": steps})
+    return rows
 
 
 # --- Prefect task wrappers (coarse: one per song/chunk and stage) ----------------------

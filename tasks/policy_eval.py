@@ -3,11 +3,11 @@
 `evaluate_episodes(policy, items, env_config, config)` plays every `EvalItem`
 (one chunk of one song, one seed) with a policy that follows the contract of
 `agents.common.policy` and returns each episode's key-press precision, recall
-and F1 (`envs.metrics.key_press_metrics`, the per-step figures averaged over
+and F1 (`envs.piano.metrics.key_press_metrics`, the per-step figures averaged over
 the steps, as robopianist's `MidiEvaluationWrapper`) with the per-step goal and
 pressed keys they come from.
 
-The control loop mirrors training (`tasks.reader.WindowDataset`):
+The control loop mirrors training (`tasks.rlds.reader.WindowDataset`):
 
 - the policy sees the last `To = spec.obs_horizon` flat observations, oldest
   first; at an episode start the first observation is repeated;
@@ -48,7 +48,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,14 +55,14 @@ from typing import Any
 
 import numpy as np
 
-from envs.config import EnvConfig
-from envs.metrics import key_press_metrics
+from envs.piano.config import EnvConfig
+from envs.piano.metrics import key_press_metrics
+from envs.piano.spec import N_KEYS
 
 log = logging.getLogger(__name__)
 
 EVAL_VERSION = "policy-eval-1"  # bump when a change alters evaluation results
 RECORDS_FORMAT = "pianoset-policy-episodes/1"
-N_KEYS = 88
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,8 +168,8 @@ class _EnvPool:
         self._lock = threading.Lock()
 
     def acquire(self, chunk, env_config: EnvConfig):
-        from envs.chunks import chunk_to_json
-        from envs.factory import make_env
+        from envs.music.chunks import chunk_to_json
+        from envs.piano.env import make_env
 
         key = (hashlib.sha256(chunk_to_json(chunk).encode()).hexdigest(), env_config.digest())
         with self._lock:
@@ -208,7 +207,7 @@ ENV_POOL = _EnvPool()
 
 
 def _load_item_chunk(item: EvalItem):
-    from envs.chunks import load_chunk
+    from envs.music.chunks import load_chunk
 
     chunk = load_chunk(item.chunk_file)
     if not 1 <= item.n_steps <= chunk.n_steps:
@@ -250,7 +249,7 @@ def _run_batch(policy, batch: Sequence[EvalItem], env_config: EnvConfig, config:
                batch_index: int) -> list[EpisodeResult]:
     import jax
 
-    from envs.factory import flatten_observation
+    from envs.piano.env import flatten_observation
 
     spec = policy.spec
     lanes, n_active = config.lanes, len(batch)

@@ -21,34 +21,36 @@ P/R/F1) last. A rerun keeps the groups already written with the same key.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
-import collections
 import multiprocessing as mp
+import os
 import threading
 import time
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from envs.config import EnvConfig
-from envs.factory import OBSERVATION_KEYS
-from envs.metrics import key_press_metrics
+from envs import atomic
+from envs.piano.config import EnvConfig
+from envs.piano.metrics import key_press_metrics
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.names import ROLLOUTS_MANIFEST as MANIFEST
+from tasks.stop import STOP, check_stop
 
 log = logging.getLogger(__name__)
 
 LANES = 8  # rollouts per batched policy call; fixed so results don't depend on the worker count
-MANIFEST = "rollouts.json"
 ROLLOUT_VERSION = "rollouts-1"
 
 
 @dataclass(frozen=True)
 class RolloutJob:
-    chunk: object  # envs.chunks.Chunk (picklable)
+    chunk: object  # envs.music.chunks.Chunk (picklable)
     song_id: str
     specialist_dir: str
     specialist_id: str
@@ -94,7 +96,7 @@ def _policy(specialist_dir: str):
 
 def _worker_setup(job: RolloutJob) -> dict:
     if _WORKER.get("key") != job.key:
-        from envs.residual import flat_observation_fn, observation_dim
+        from envs.control.residual import flat_observation_fn, observation_dim
         from tasks.specialist import make_specialist_env
 
         _WORKER.clear()
@@ -102,9 +104,9 @@ def _worker_setup(job: RolloutJob) -> dict:
         kind = manifest.get("kind", "droq")
         residual = None
         if kind != "droq":
-            from envs.residual import ResidualConfig
+            from tasks.specialist import ResidualSpecialistConfig
 
-            residual = ResidualConfig.from_dict(manifest.get("residual_config"))
+            residual = ResidualSpecialistConfig.from_dict(manifest.get("residual_config"))
         envs = [make_specialist_env(job.chunk, kind, job.env_config, residual, work_dir=Path(job.specialist_dir))
                 for _ in range(LANES)]
         _WORKER.update(key=job.key, forward=forward, envs=envs, featurize=flat_observation_fn(envs[0]),
@@ -153,8 +155,10 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
                 "ot_key_for_finger": info["ot_key_for_finger"],
                 "pressed_keys": info["pressed_keys"],
                 "sustain_pressed": info["sustain_pressed"],
-                # The fingering term of the configured mode (OT, or human labels).
-                "reward_ot": terms.get("ot", terms.get("fingering", 0.0)),
+                # The fingering term of the configured mode (OT, or human labels;
+                # episode metadata `fingering_mode`) and the residual's mimic term.
+                "reward_fingering": terms.get("ot", terms.get("fingering", 0.0)),
+                "reward_mimic": terms.get("mimic", 0.0),
                 "reward_press": terms["press"],
                 "reward_sustain": terms["sustain"],
                 "reward_collision": terms["collision"],
@@ -188,7 +192,7 @@ def _group_path(out_dir: Path, group: int) -> Path:
 
 
 def _save_group(path: Path, job: RolloutJob, episodes: list[dict]) -> None:
-    from tasks.shards import Episode
+    from tasks.rlds import Episode
 
     arrays: dict[str, np.ndarray] = {"key": np.array(job.key)}
     for ep in episodes:
@@ -197,9 +201,7 @@ def _save_group(path: Path, job: RolloutJob, episodes: list[dict]) -> None:
         for name, value in _flatten(episode.steps):
             arrays[f"{prefix}/{name}"] = value
         arrays[f"{prefix}/_metadata"] = np.array(json.dumps(episode.metadata))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic.write_with(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def _flatten(tree: dict, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
@@ -218,14 +220,15 @@ def _episode_metadata(job: RolloutJob, ep: dict) -> dict:
         "chunk_index": job.chunk.index,
         "rollout_seed": ep["seed"],
         "specialist_id": job.specialist_id,
+        "fingering_mode": job.env_config.reward.fingering,
         **ep["metrics"],
         "n_steps": len(ep["steps"]),
     }
 
 
 def load_group(path: Path) -> list:
-    """Episodes (tasks.shards.Episode) stored in one group file, in rollout order."""
-    from tasks.shards import Episode
+    """Episodes (tasks.rlds.Episode) stored in one group file, in rollout order."""
+    from tasks.rlds import Episode
 
     with np.load(path) as data:
         prefixes = sorted({name.split("/")[0] for name in data.files if name.startswith("ep")})
@@ -267,7 +270,7 @@ def _run_groups_parallel(args: list[tuple[RolloutJob, int, str]], workers: int, 
 
     def take() -> tuple | None:
         with lock:
-            if errors or not pending:
+            if errors or not pending or STOP.is_set():  # a stopping run starts no new group
                 return None
             return pending.popleft()
 
@@ -311,6 +314,7 @@ def _run_groups_parallel(args: list[tuple[RolloutJob, int, str]], workers: int, 
         finished.wait()
         if errors:
             raise errors[0]
+    check_stop(label)
 
 
 def rollout_chunk(
@@ -351,6 +355,7 @@ def rollout_chunk(
         args = [(job, g, str(out_dir)) for g in todo]
         if workers <= 1:
             for done, arg in enumerate(args, 1):
+                check_stop(chunk.chunk_id)
                 _run_and_save_group(arg)
                 log.info("%s: group %d/%d written", chunk.chunk_id, done, len(todo))
         else:
@@ -372,9 +377,7 @@ def rollout_chunk(
         "mean_f1": float(np.mean([e["f1"] for e in episodes])),
         "episodes": episodes,
     }
-    tmp = manifest_path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
+    atomic.write_json(manifest_path, manifest)
     return manifest
 
 

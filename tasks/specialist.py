@@ -1,38 +1,24 @@
-"""Training one DroQ specialist on one chunk (RP1M section 4, Appendix A.2).
+"""One specialist per chunk: budgets, run keys, kinds, and the manifest that marks it done.
 
-`train_specialist(chunk, work_dir, profile)` runs the off-policy loop:
-uniform random actions for the warm-up (small Gaussian residuals for the
-residual kind, whose critic then also learns alone for a burn-in), then the DroQ policy with one
-gradient update every `update_interval` env steps (RP1M Table 4), a
-deterministic evaluation episode (P/R/F1) every `eval_every` steps, and a
-checkpoint every `checkpoint_every` steps.
-
-Work folder of a chunk (everything written atomically):
+`train_specialist(chunk, work_dir, profile, kind=...)` trains (`agents.droq.train`),
+resumes or reuses the specialist of a chunk. Work folder of a chunk (everything
+written atomically):
 
     <work_dir>/chunk.json                   the chunk it plays
-    <work_dir>/checkpoints/step_00001000/   agent state (actor, critics, target,
-                                            temperature, optimizers, rng), replay
-                                            buffer, numpy rng, step counter, curve
+    <work_dir>/checkpoints/step_00001000/   agent state, replay buffer, rng, curve
     <work_dir>/learning_curve.json          [{step, precision, recall, f1, return}]
     <work_dir>/specialist/                  the final agent state (orbax)
     <work_dir>/specialist.json              the manifest; written last = done
 
-Run again after a kill, it restarts from the latest complete checkpoint: the
-step counter, buffer, optimizer state and random streams continue; only the
-episode that was in progress starts over from its first step. A finished
-specialist whose manifest matches the run key is returned without training.
-
 Budgets are named profiles: `smoke` (seconds, for tests), `cpu` (about an hour
-on a 2-core machine), `paper` (RP1M's 8M steps).
-
-Kinds of specialist (`KINDS`):
+on a 2-core machine), `paper` (RP1M's 8M steps). Kinds (`KINDS`):
 
 - ``droq``: RP1M's DroQ from scratch on the piano env (the default).
 - ``residual``: DroQ learning a bounded residual around the OT-IK nominal
-  controller (PianoMime section 3.2; `envs.residual.ResidualEnv`): the agent
+  controller (PianoMime section 3.2; `envs.control.residual.ResidualEnv`): the agent
   sees the RP1M observation plus the nominal action (1183 dims) and outputs
   the residual; everything else (profiles, checkpoints, resume) is the same.
-- ``ik``: the OT-IK nominal controller alone, no training (`envs.nominal`).
+- ``ik``: the OT-IK nominal controller alone, no training (`envs.control.nominal`).
   Its "policy" is a zero residual; rollouts add Gaussian noise of
   `IK_ROLLOUT_NOISE` to it so that the episodes differ.
 """
@@ -44,27 +30,32 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import jax
-import numpy as np
 
 from agents import droq
-from agents.common import ReplayBuffer, latest_checkpoint, restore, save_checkpoint, to_env_action
-from envs.config import EnvConfig
-from envs.factory import make_env
-from envs.metrics import key_press_metrics
+from agents.common import restore, save_checkpoint
+from agents.droq.config import ResidualLearning
+from agents.droq.train import LoopConfig, TrainingStopped, evaluate, train
+from envs import atomic
+from envs.piano.config import EnvConfig
+from envs.piano.env import make_env
+from tasks.names import NOMINAL_FILE
+from tasks.names import SPECIALIST_KINDS as KINDS
+from tasks.names import SPECIALIST_MANIFEST as MANIFEST
+
+if TYPE_CHECKING:
+    from envs.control.residual import ResidualConfig
 
 log = logging.getLogger(__name__)
 
 CODE_VERSION = "specialist-1"  # bump when a change alters trained specialists
-OBS_DIM = 1144  # RP1M Table 3
-MANIFEST = "specialist.json"
-KINDS = ("droq", "residual", "ik")
 # Std of the pre-tanh Gaussian noise on the ik specialist's zero residual in
 # rollouts: about 0.1 * ResidualConfig.scale of each actuator's half range.
 IK_ROLLOUT_NOISE = 0.1
@@ -80,6 +71,10 @@ class TrainProfile:
     checkpoint_every: int
     agent: droq.DroQConfig = field(default_factory=droq.DroQConfig)
     keep_checkpoints: int = 2
+
+    @property
+    def loop(self) -> LoopConfig:
+        return LoopConfig(self.total_steps, self.eval_every, self.checkpoint_every, self.keep_checkpoints)
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "eval_every", "checkpoint_every"):
@@ -130,20 +125,53 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+@dataclass(frozen=True)
+class ResidualSpecialistConfig:
+    """What `params.yaml`'s `residual:` section sets for the residual and ik kinds: the task
+    around the nominal (`envs.control.residual.ResidualConfig`) and how DroQ learns in it
+    (`agents.droq.ResidualLearning`), one flat dict on disk."""
+
+    task: "ResidualConfig" = field(default_factory=lambda: _residual_task_config())
+    learning: ResidualLearning = field(default_factory=ResidualLearning)
+
+    def as_dict(self) -> dict:
+        return {**self.task.as_dict(), **dataclasses.asdict(self.learning)}
+
+    @classmethod
+    def from_dict(cls, payload: dict | None) -> "ResidualSpecialistConfig":
+        from envs.control.residual import ResidualConfig
+
+        payload = dict(payload or {})
+        learning_names = {f.name for f in dataclasses.fields(ResidualLearning)}
+        task_names = {f.name for f in dataclasses.fields(ResidualConfig)}
+        unknown = sorted(set(payload) - learning_names - task_names)
+        if unknown:
+            raise ValueError(f"residual: unknown fields {unknown}; allowed: {sorted(learning_names | task_names)}")
+        learning = ResidualLearning(**{k: v for k, v in payload.items() if k in learning_names})
+        return cls(ResidualConfig.from_dict({k: v for k, v in payload.items() if k in task_names}), learning)
+
+    def digest(self) -> str:
+        blob = json.dumps(self.as_dict(), sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _residual_task_config():
+    from envs.control.residual import ResidualConfig
+
+    return ResidualConfig()
+
+
 def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: int, kind: str = "droq",
             residual_config=None) -> str:
     """Run-independent identity of a specialist: chunk, budget, task config, seed, kind, code."""
     blob = f"{chunk_id}|{profile.digest()}|{env_config.digest()}|{seed}|{CODE_VERSION}"
     if check_kind(kind) != "droq":  # droq keys are unchanged from before kinds existed
-        from envs.residual import ResidualConfig
-
-        residual_config = residual_config or ResidualConfig()
+        residual_config = residual_config or ResidualSpecialistConfig()
         budget = "none" if kind == "ik" else profile.digest()
         blob = f"{chunk_id}|{kind}|{budget}|{env_config.digest()}|{residual_config.digest()}|{seed}|{CODE_VERSION}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-NOMINAL_FILE = "nominal.npz"  # the nominal trajectory of residual/ik specialists, in the work folder
 
 
 def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, residual_config=None,
@@ -152,16 +180,15 @@ def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, r
     (residual, ik; its nominal trajectory is cached in `work_dir/nominal.npz`)."""
     if check_kind(kind) == "droq":
         return make_env(chunk, env_config, seed=seed)
-    from envs.residual import make_residual_env
+    from envs.control.residual import make_residual_env
 
     nominal_file = Path(work_dir) / NOMINAL_FILE if work_dir is not None else None
-    return make_residual_env(chunk, env_config, residual_config, seed=seed, nominal_file=nominal_file)
+    task = (residual_config or ResidualSpecialistConfig()).task
+    return make_residual_env(chunk, env_config, task, seed=seed, nominal_file=nominal_file)
 
 
-def _residual_config(manifest: dict):
-    from envs.residual import ResidualConfig
-
-    return ResidualConfig.from_dict(manifest.get("residual_config"))
+def _residual_config(manifest: dict) -> ResidualSpecialistConfig:
+    return ResidualSpecialistConfig.from_dict(manifest.get("residual_config"))
 
 
 def specialist_env(manifest: dict, chunk, *, seed: int | None = None, work_dir: Path | None = None):
@@ -170,35 +197,6 @@ def specialist_env(manifest: dict, chunk, *, seed: int | None = None, work_dir: 
     residual = _residual_config(manifest) if kind != "droq" else None
     return make_specialist_env(chunk, kind, EnvConfig.from_dict(manifest["env_config"]), residual, seed=seed,
                                work_dir=work_dir)
-
-
-def evaluate_policy(env, state: droq.DroQState | None) -> dict:
-    """One deterministic episode (tanh of the mean action; a zero residual when
-    `state` is None, the ik specialist): P/R/F1 and return."""
-    from envs.residual import flat_observation_fn
-
-    featurize = flat_observation_fn(env)
-    spec = env.action_spec()
-    timestep = env.reset()
-    goal, pressed, episode_return = [], [], 0.0
-    while not timestep.last():
-        if state is None:
-            action = np.zeros(spec.shape, np.float32)
-        else:
-            action = np.asarray(droq.eval_actions(state, featurize(timestep.observation)))
-        timestep = env.step(to_env_action(action, spec.minimum, spec.maximum))
-        info = env.step_info()
-        goal.append(info["goal_keys"])
-        pressed.append(info["pressed_keys"])
-        episode_return += float(timestep.reward)
-    metrics = key_press_metrics(np.array(goal), np.array(pressed))
-    return {**metrics.as_dict(), "return": episode_return}
-
-
-def _write_json(path: Path, payload) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
 
 
 def read_manifest(work_dir: Path) -> dict | None:
@@ -233,35 +231,32 @@ def train_specialist(
     kind: str = "droq",
     residual_config=None,
     on_progress: Callable[[int, int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Train (or resume, or reuse) the specialist of `chunk`; returns its manifest.
 
-    `kind` is one of `KINDS`; `residual_config` (`envs.residual.ResidualConfig`)
-    shapes the residual and ik kinds.
+    `kind` is one of `KINDS`; `residual_config` (`ResidualSpecialistConfig`) shapes the
+    residual and ik kinds.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     env_config = env_config or EnvConfig()
     work_dir = Path(work_dir)
     check_kind(kind)
     if kind != "droq":
-        from envs.residual import ResidualConfig
-
-        residual_config = residual_config or ResidualConfig()
+        residual_config = residual_config or ResidualSpecialistConfig()
     key = run_key(chunk.chunk_id, profile, env_config, seed, kind, residual_config)
     existing = read_manifest(work_dir)
     if existing is not None and existing.get("run_key") == key:
         log.info("%s: specialist already trained (%s), reusing it", chunk.chunk_id, key)
         return existing
     work_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_root = work_dir / "checkpoints"
-    from envs.chunks import save_chunk
+    from envs.music.chunks import save_chunk
 
     save_chunk(chunk, work_dir / "chunk.json")  # the specialist's task, for rollouts and rendering
 
-    from envs.residual import flat_observation_fn, observation_dim
+    from envs.control.residual import observation_dim
 
     env = make_specialist_env(chunk, kind, env_config, residual_config, seed=seed, work_dir=work_dir)
-    flatten_observation = flat_observation_fn(env)
     obs_dim = observation_dim(env)
     spec = env.action_spec()
     action_dim = spec.shape[0]
@@ -282,109 +277,35 @@ def train_specialist(
     }
     if kind == "ik":  # nothing to train: evaluate the nominal controller once
         started = time.perf_counter()
-        point = {"step": 0, **evaluate_policy(env, None)}
+        point = {"step": 0, **evaluate(env, None)}
         manifest = {**identity, "steps": 0, "final": point, "curve": [point], "resumed_from_step": None,
                     "train_seconds_this_run": round(time.perf_counter() - started, 1), **extras}
-        _write_json(work_dir / "learning_curve.json", [point])
-        _write_json(work_dir / MANIFEST, manifest)
+        atomic.write_json(work_dir / "learning_curve.json", [point])
+        atomic.write_json(work_dir / MANIFEST, manifest)
         log.info("%s: ik specialist F1 %.3f", chunk.chunk_id, point["f1"])
         return manifest
-    cfg = profile.agent
-    if kind == "residual":
-        cfg = dataclasses.replace(cfg, init_temperature=residual_config.init_temperature,
-                                  actor_prior_weight=residual_config.prior_weight)
-    state = droq.init(jax.random.PRNGKey(seed), obs_dim, action_dim, cfg)
-    actor_from = cfg.warmup_steps  # first env step at which the actor learns
-    if kind == "residual":  # start from the nominal: a zero residual (restored checkpoints replace it)
-        state = droq.zero_mean_head(state, std=residual_config.warmup_noise)
-        actor_from += residual_config.critic_burn_in
-    buffer = ReplayBuffer(obs_dim, action_dim, capacity=min(cfg.buffer_size, profile.total_steps))
-    rng = np.random.default_rng(seed)
-    step, curve, resumed_from = 0, [], None
 
-    latest = latest_checkpoint(ckpt_root)
-    if latest is not None:
-        checkpoint = restore(latest, state)
-        if checkpoint.metadata.get("run_key") != key:
-            raise RuntimeError(
-                f"{ckpt_root}: checkpoints belong to another run ({checkpoint.metadata.get('run_key')} != {key}); "
-                "remove the folder or use another work dir"
-            )
-        state = checkpoint.pytree
-        buffer.load_state_dict(checkpoint.arrays)
-        rng.bit_generator.state = checkpoint.metadata["numpy_rng"]
-        step = int(checkpoint.metadata["step"])
-        curve = list(checkpoint.metadata["curve"])
-        resumed_from = step
-        log.info("%s: resumed from checkpoint at step %d", chunk.chunk_id, step)
+    def save_curve(point: dict, curve: list) -> None:
+        atomic.write_json(work_dir / "learning_curve.json", curve)
+        if on_progress:
+            on_progress(point["step"], profile.total_steps, point)
 
-    def checkpoint_now() -> None:
-        save_checkpoint(
-            ckpt_root, step, state, arrays=buffer.state_dict(),
-            metadata={"run_key": key, "step": step, "numpy_rng": rng.bit_generator.state, "curve": curve},
-            keep=profile.keep_checkpoints,
-        )
-
-    if kind == "residual":  # explore around the nominal, not over the whole action range
-
-        def warmup_action(rng, n):
-            return np.clip(rng.normal(0.0, residual_config.warmup_noise, n), -1.0, 1.0).astype(np.float32)
-    else:
-
-        def warmup_action(rng, n):
-            return rng.uniform(-1.0, 1.0, size=n).astype(np.float32)
-
-    policy_key = jax.random.PRNGKey(seed + 1)
-    timestep = env.reset()
-    obs = flatten_observation(timestep.observation)
-    started, steps_at_start = time.perf_counter(), step
-    last_metrics: dict = {}
-    while step < profile.total_steps:
-        if step < cfg.warmup_steps:
-            action = warmup_action(rng, action_dim)
-        else:
-            action = np.asarray(droq.sample_actions(state, obs, jax.random.fold_in(policy_key, step)))
-        timestep = env.step(to_env_action(action, spec.minimum, spec.maximum))
-        next_obs = flatten_observation(timestep.observation)
-        # Episodes end by time limit only, so the bootstrap discount stays 1 (robopianist).
-        buffer.insert(obs, action, timestep.reward, timestep.discount, next_obs)
-        obs = next_obs
-        step += 1
-        if step >= cfg.warmup_steps and step % cfg.update_interval == 0:
-            n = cfg.num_updates_per_call
-            batch = buffer.sample(rng, cfg.batch_size, num_batches=n if n > 1 else None)
-            state, metrics = droq.update(state, batch, train_actor=step >= actor_from)
-            last_metrics = metrics
-        if timestep.last():
-            timestep = env.reset()
-            obs = flatten_observation(timestep.observation)
-        if step % profile.eval_every == 0 or step == profile.total_steps:
-            point = {"step": step, **evaluate_policy(env, state)}
-            curve.append(point)
-            _write_json(work_dir / "learning_curve.json", curve)
-            timestep = env.reset()
-            obs = flatten_observation(timestep.observation)
-            rate = (step - steps_at_start) / max(time.perf_counter() - started, 1e-9)
-            log.info("%s: step %d/%d F1 %.3f (%.1f steps/s) %s", chunk.chunk_id, step, profile.total_steps,
-                     point["f1"], rate, {k: round(float(v), 3) for k, v in last_metrics.items()})
-            if on_progress:
-                on_progress(step, profile.total_steps, point)
-        if step % profile.checkpoint_every == 0 and step < profile.total_steps:
-            checkpoint_now()
-
-    elapsed = time.perf_counter() - started
-    save_checkpoint(work_dir / "specialist", step, state, metadata={"run_key": key}, keep=1)
+    result = train(env, profile.agent, profile.loop, work_dir / "checkpoints", run_key=key, seed=seed,
+                   residual=residual_config.learning if kind == "residual" else None, on_evaluation=save_curve,
+                   should_stop=should_stop, name=chunk.chunk_id)
+    curve, step = result.curve, result.steps
+    save_checkpoint(work_dir / "specialist", step, result.state, metadata={"run_key": key}, keep=1)
     manifest = {
         **identity,
         "steps": step,
         "final": curve[-1] if curve else None,
         "curve": curve,
-        "resumed_from_step": resumed_from,
-        "train_seconds_this_run": round(elapsed, 1),
-        "agent_config": dataclasses.asdict(cfg),
+        "resumed_from_step": result.resumed_from_step,
+        "train_seconds_this_run": round(result.seconds, 1),
+        "agent_config": dataclasses.asdict(result.agent_config),
         **extras,
     }
-    _write_json(work_dir / MANIFEST, manifest)
+    atomic.write_json(work_dir / MANIFEST, manifest)
     return manifest
 
 
@@ -397,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-config", default="{}", help="EnvConfig fields as JSON (defaults: RP1M)")
     parser.add_argument("--kind", default="droq", choices=KINDS)
-    parser.add_argument("--residual-config", default="{}", help="ResidualConfig fields as JSON (residual, ik)")
+    parser.add_argument("--residual-config", default="{}", help="ResidualSpecialistConfig fields as JSON (residual, ik)")
     args = parser.parse_args(argv)
     # absl (imported by dm_control) owns the root logger; give ours its own handler.
     handler = logging.StreamHandler()
@@ -406,16 +327,23 @@ def main(argv: list[str] | None = None) -> None:
     package_log.addHandler(handler)
     package_log.setLevel(logging.INFO)
     package_log.propagate = False
-    from envs.chunks import load_chunk
+    from envs.music.chunks import load_chunk
 
     env_config = EnvConfig.from_dict(json.loads(args.env_config))
     residual_config = None
     if args.kind != "droq":
-        from envs.residual import ResidualConfig
-
-        residual_config = ResidualConfig.from_dict(json.loads(args.residual_config))
-    manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config, seed=args.seed,
-                                kind=args.kind, residual_config=residual_config)
+        residual_config = ResidualSpecialistConfig.from_dict(json.loads(args.residual_config))
+    # SIGTERM (the run stopping, or its parent dying: tasks.stop.die_with_parent) saves a checkpoint
+    # at the next step and exits 143; the next run resumes from it.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config,
+                                    seed=args.seed, kind=args.kind, residual_config=residual_config,
+                                    should_stop=stop.is_set)
+    except TrainingStopped as exc:
+        log.info("%s: %s", args.chunk_file, exc)
+        raise SystemExit(128 + signal.SIGTERM) from None
     print(json.dumps({k: manifest[k] for k in ("specialist_id", "kind", "steps", "final", "resumed_from_step")}))
 
 

@@ -106,7 +106,7 @@ def train_bc(
 ) -> tuple[BCPolicy, list[dict]]:
     """Fits a normalizer on `dataset` and trains a BC policy for `steps` gradient steps.
 
-    `dataset` is a `tasks.reader.WindowDataset` built with
+    `dataset` is a `tasks.rlds.reader.WindowDataset` built with
     `config.spec_for(...)`'s horizons. Returns the policy and the history
     (see `agents.common.supervised.fit`).
     """

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.checks import check_dims, check_int, check_network_and_adam
-from agents.common.policy import PolicySpec
+from agents.common.config import PolicyConfig, check_dims, check_int, check_network_and_adam
 
 # RP1M Table 5 "Training Steps 1M"; `train_fn(steps=...)` takes the count, so
 # this constant is what the benchmark passes for a paper-scale run.
@@ -32,7 +31,7 @@ PAPER_HIDDEN_DIMS: dict[str, tuple[int, ...]] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class BCConfig:
+class BCConfig(PolicyConfig):
     """Hyperparameters of the MLP behaviour-cloning policy.
 
     Attributes:
@@ -69,20 +68,5 @@ class BCConfig:
         # takes it as a static argument.
         object.__setattr__(self, "hidden_dims", check_dims("BCConfig", "hidden_dims", self.hidden_dims))
         check_network_and_adam("BCConfig", self)
-        for name in ("batch_size", "obs_horizon", "pred_horizon", "action_horizon"):
-            check_int("BCConfig", name, getattr(self, name), minimum=1)
-        if self.action_horizon > self.pred_horizon:
-            raise ValueError(
-                f"BCConfig.action_horizon={self.action_horizon} must be <= pred_horizon={self.pred_horizon}"
-            )
-
-    def spec_for(self, obs_dim: int, action_dim: int) -> PolicySpec:
-        """Window sizes for training data and evaluation: the chunk starts at the current step."""
-        return PolicySpec(
-            obs_dim=obs_dim,
-            action_dim=action_dim,
-            obs_horizon=self.obs_horizon,
-            pred_horizon=self.pred_horizon,
-            action_horizon=self.action_horizon,
-            action_offset=0,
-        )
+        check_int("BCConfig", "batch_size", self.batch_size, minimum=1)
+        self.check_horizons()

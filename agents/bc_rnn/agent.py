@@ -142,7 +142,7 @@ def train_bc_rnn(
 ) -> tuple[BCRNNPolicy, list[dict]]:
     """Fits a normalizer on `dataset` and trains the LSTM policy for `steps` gradient steps.
 
-    `dataset` is a `tasks.reader.WindowDataset` built with
+    `dataset` is a `tasks.rlds.reader.WindowDataset` built with
     `config.spec_for(...)`'s horizons (seq_length observations and the
     actions at them). History entries add "last_step_loss" and "lr".
     """

@@ -22,20 +22,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.checks import (
+from agents.common.config import (
+    PolicyConfig,
     check_dims,
     check_int,
     check_network_and_adam,
     check_non_negative,
     check_unit_interval,
 )
-from agents.common.policy import PolicySpec
 
 PAPER_TRAINING_STEPS = 1_000_000  # RP1M Table 7 "Training Steps 1M"
 
 
 @dataclasses.dataclass(frozen=True)
-class BCRNNConfig:
+class BCRNNConfig(PolicyConfig):
     """Hyperparameters of the recurrent BC policy.
 
     Attributes:
@@ -88,19 +88,18 @@ class BCRNNConfig:
         check_non_negative("BCRNNConfig", "weight_decay", self.weight_decay)
         check_network_and_adam("BCRNNConfig", self)
 
-    def spec_for(self, obs_dim: int, action_dim: int) -> PolicySpec:
-        """Training windows of `seq_length` observations and the actions taken at them.
+    # Training windows of `seq_length` observations and the actions taken at them:
+    # obs_horizon = pred_horizon = seq_length and the chunk starts at the first
+    # observation, so actions[:, i] is the action taken at obs[:, i];
+    # `predict_chunk` reads only the last observation of each window and
+    # returns the one action for it (action_horizon 1).
+    chunk_starts_at_first_obs = True
+    action_horizon = 1
 
-        obs_horizon = pred_horizon = seq_length and action_offset =
-        -(seq_length - 1), so actions[:, i] is the action taken at obs[:, i];
-        `predict_chunk` reads only the last observation of each window and
-        returns the one action for it (action_horizon 1).
-        """
-        return PolicySpec(
-            obs_dim=obs_dim,
-            action_dim=action_dim,
-            obs_horizon=self.seq_length,
-            pred_horizon=self.seq_length,
-            action_horizon=1,
-            action_offset=-(self.seq_length - 1),
-        )
+    @property
+    def obs_horizon(self) -> int:
+        return self.seq_length
+
+    @property
+    def pred_horizon(self) -> int:
+        return self.seq_length

@@ -41,12 +41,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from envs import atomic
+
 logger = logging.getLogger(__name__)
 
 _STEP_DIR = re.compile(r"^step_(\d{12})$")
 _MANIFEST = "COMMITTED.json"
 _TMP_PREFIX = ".tmp-"
-_TRASH_PREFIX = ".trash-"
 _ARRAY_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -63,19 +64,6 @@ class Checkpoint:
 
 def _step_dir_name(step: int) -> str:
     return f"step_{step:012d}"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _file_sizes(directory: Path) -> dict[str, int]:
@@ -95,7 +83,7 @@ def _write_json(path: Path, payload: Any) -> None:
 
 def _remove_stale(root: Path) -> None:
     for child in root.iterdir():
-        if child.is_dir() and child.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)):
+        if child.is_dir() and (child.name.startswith(_TMP_PREFIX) or ".old-" in child.name):
             shutil.rmtree(child, ignore_errors=True)
 
 
@@ -158,16 +146,9 @@ def save_checkpoint(
         tmp / _MANIFEST,
         {"step": int(step), "saved_at": time.time(), "files": _file_sizes(tmp)},
     )
-    _fsync_dir(tmp)
+    atomic.fsync_tree(tmp)
 
-    if final.exists():  # Re-saving a step (e.g. after a resume): swap it out.
-        trash = root / f"{_TRASH_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
-        os.rename(final, trash)
-        os.rename(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(tmp, final)
-    _fsync_dir(root)
+    atomic.swap_dir(tmp, final)  # re-saving a step (e.g. after a resume) swaps it out
 
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

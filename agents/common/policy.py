@@ -3,9 +3,9 @@
 Shapes (diffusion_policy's convention, RP1M Appendix B):
 
 - observation window ``obs``: ``(B, To, obs_dim)`` float32, the last ``To`` flat
-  observations (``tasks.reader.flatten_observation`` order), oldest first. At
+  observations (``tasks.rlds.reader.flatten_observation`` order), oldest first. At
   an episode start the first observation is repeated, as in training
-  (`tasks.reader.WindowDataset`).
+  (`tasks.rlds.reader.WindowDataset`).
 - action chunk: ``(B, Ta, action_dim)`` float32 in the env's action units (as
   stored in the shards), ``Ta = spec.action_horizon`` steps that the caller
   executes one per control step before it asks again.
@@ -18,26 +18,16 @@ it returns the ``action_horizon`` starting at the current step.
 Every policy class implements `Policy`: a frozen config dataclass, parameters as
 a pytree, a `Normalizer` fitted on the training data and saved with them,
 ``reset(batch_size)`` at each episode start (recurrent state, e.g. BC-RNN), and
-``predict_chunk(obs, key)``. `save_policy` / `load_policy` write and read any
-registered policy: ``policy.json`` (name, spec, config), ``params.msgpack``
-(flax serialization) and ``normalizer.npz``, committed by renaming a complete
-temp folder, so a half-written policy is never visible.
+``predict_chunk(obs, key)``. `agents.common.io` saves and loads any registered
+policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import shutil
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-
-POLICY_FILE = "policy.json"
-PARAMS_FILE = "params.msgpack"
-NORMALIZER_FILE = "normalizer.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +110,7 @@ class Normalizer:
 
     @classmethod
     def from_dataset(cls, dataset, *, max_samples: int = 200_000, seed: int = 0) -> "Normalizer":
-        """Fitted on (up to `max_samples`) steps of a `tasks.reader.WindowDataset`.
+        """Fitted on (up to `max_samples`) steps of a `tasks.rlds.reader.WindowDataset`.
 
         Each anchor contributes its own step: the last observation of the
         window and the action at the anchor, chunk index `-action_offset`
@@ -222,79 +212,3 @@ def get_policy(name: str) -> tuple[type, type, Callable[..., Policy]]:
     if name not in registry:
         raise ValueError(f"unknown policy {name!r}: expected one of {sorted(registry)}")
     return registry[name]
-
-
-def _config_to_json(config) -> dict:
-    def convert(value):
-        if isinstance(value, tuple):
-            return [convert(v) for v in value]
-        return value
-
-    return {field.name: convert(getattr(config, field.name)) for field in dataclasses.fields(config)}
-
-
-def config_from_dict(config_cls: type, payload: dict):
-    """A config dataclass from JSON (lists become tuples, unknown fields are an error)."""
-    names = {field.name for field in dataclasses.fields(config_cls)}
-    unknown = sorted(set(payload) - names)
-    if unknown:
-        raise ValueError(f"{config_cls.__name__}: unknown fields {unknown}")
-    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload.items()})
-
-
-def save_policy(policy: Policy, directory: Path, *, extra: dict | None = None) -> Path:
-    """Writes `policy` to `directory` atomically (temp folder, then rename)."""
-    from flax import serialization
-
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    meta = {
-        "name": policy.name,
-        "spec": policy.spec.as_dict(),
-        "config": _config_to_json(policy.config),
-        **(extra or {}),
-    }
-    (tmp / POLICY_FILE).write_text(json.dumps(meta, indent=1))
-    (tmp / PARAMS_FILE).write_bytes(serialization.msgpack_serialize(_to_numpy(policy.params)))
-    np.savez(tmp / NORMALIZER_FILE, **policy.normalizer.state_dict())
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, directory)
-    return directory
-
-
-def _to_numpy(tree):
-    import jax
-
-    return jax.tree_util.tree_map(np.asarray, tree)
-
-
-def read_policy_meta(directory: Path) -> dict:
-    path = Path(directory) / POLICY_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{directory}: not a saved policy (no {POLICY_FILE})") from None
-
-
-def load_policy(directory: Path) -> Policy:
-    """A policy saved by `save_policy`, of whichever registered kind it is."""
-    from flax import serialization
-
-    directory = Path(directory)
-    meta = read_policy_meta(directory)
-    policy_cls, config_cls, _ = get_policy(meta["name"])
-    spec = PolicySpec(**meta["spec"])
-    config = config_from_dict(config_cls, meta["config"])
-    params = serialization.msgpack_restore((directory / PARAMS_FILE).read_bytes())
-    with np.load(directory / NORMALIZER_FILE) as data:
-        normalizer = Normalizer.from_state_dict(dict(data))
-    return policy_cls.from_parts(spec=spec, config=config, params=params, normalizer=normalizer)

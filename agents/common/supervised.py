@@ -173,7 +173,7 @@ def train_supervised(
 ) -> tuple[PolicySpec, Normalizer, Any, list[dict]]:
     """Fits a normalizer on `dataset`, initializes the parameters and trains them for `steps` steps.
 
-    `dataset` is a `tasks.reader.WindowDataset` built with
+    `dataset` is a `tasks.rlds.reader.WindowDataset` built with
     `config.spec_for(...)`'s horizons. Returns (spec, normalizer, params,
     history); see `fit` for the history.
     """

@@ -321,7 +321,7 @@ def train(
     seed: int,
     on_progress: Callable[[int, int, dict], None] | None = None,
 ) -> tuple[DiffusionPolicy, list[dict]]:
-    """Trains a Diffusion Policy on a `tasks.reader.WindowDataset` for `steps` gradient steps.
+    """Trains a Diffusion Policy on a `tasks.rlds.reader.WindowDataset` for `steps` gradient steps.
 
     Returns the policy (EMA weights) and the history: {"step", "loss"} about
     every max(1, steps // 20) steps and at the last one, "loss" being the mean

@@ -12,16 +12,24 @@ DDIM sampler, robomimic's `diffusion_policy_config.py` (the `algo.ddim` block:
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from agents.common.policy import PolicySpec
+from agents.common.config import (
+    PolicyConfig,
+    check_bool,
+    check_choice,
+    check_dims,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_unit_interval,
+)
 
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear")
 LR_SCHEDULES = ("linear", "cosine", "constant")
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(PolicyConfig):
     """Hyperparameters of the CNN (1-D temporal U-Net) Diffusion Policy.
 
     Attributes:
@@ -97,20 +105,17 @@ class DiffusionConfig:
     adam_eps: float = 1e-8
     batch_size: int = 128
 
+    chunk_starts_at_first_obs = True  # diffusion_policy's `oa_step_convention`
+
     def __post_init__(self):
         # Lists (JSON, YAML) become tuples so the config stays hashable: it is a
         # static argument of the jitted update and sampler.
-        if isinstance(self.down_dims, (list, tuple)):
-            object.__setattr__(self, "down_dims", tuple(self.down_dims))
-        for name in ("obs_horizon", "pred_horizon", "action_horizon", "kernel_size", "n_groups",
-                     "num_train_timesteps", "num_inference_steps", "batch_size"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("warmup_steps", self.warmup_steps, minimum=0)
-        if not (isinstance(self.down_dims, tuple) and self.down_dims
-                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in self.down_dims)):
-            raise ValueError(
-                f"DiffusionConfig.down_dims must be a non-empty sequence of positive ints, got {self.down_dims!r}"
-            )
+        owner = "DiffusionConfig"
+        object.__setattr__(self, "down_dims", check_dims(owner, "down_dims", self.down_dims))
+        for name in ("kernel_size", "n_groups", "num_train_timesteps", "num_inference_steps", "batch_size"):
+            check_int(owner, name, getattr(self, name), minimum=1)
+        check_int(owner, "warmup_steps", self.warmup_steps, minimum=0)
+        self.check_horizons()
         bad_groups = [d for d in self.down_dims if d % self.n_groups]
         if bad_groups:
             raise ValueError(
@@ -121,7 +126,7 @@ class DiffusionConfig:
             raise ValueError(
                 f"DiffusionConfig.kernel_size must be odd ('same' padding keeps the length), got {self.kernel_size}"
             )
-        _check_int("diffusion_step_embed_dim", self.diffusion_step_embed_dim, minimum=4)
+        check_int(owner, "diffusion_step_embed_dim", self.diffusion_step_embed_dim, minimum=4)
         if self.diffusion_step_embed_dim % 2:
             raise ValueError(
                 f"DiffusionConfig.diffusion_step_embed_dim must be even (sin and cos halves), "
@@ -139,29 +144,18 @@ class DiffusionConfig:
                 f"DiffusionConfig.num_inference_steps={self.num_inference_steps} must be <= "
                 f"num_train_timesteps={self.num_train_timesteps}"
             )
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(
-                f"DiffusionConfig.beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}"
-            )
+        check_choice(owner, "beta_schedule", self.beta_schedule, BETA_SCHEDULES)
         if not 0.0 < self.beta_start < self.beta_end < 1.0:
             raise ValueError(
                 f"DiffusionConfig.beta_start, beta_end must satisfy 0 < beta_start < beta_end < 1, "
                 f"got {self.beta_start!r}, {self.beta_end!r}"
             )
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"DiffusionConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
-            )
+        check_choice(owner, "lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("learning_rate", "adam_eps", "ema_power", "ema_inv_gamma"):
-            value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value > 0):
-                raise ValueError(f"DiffusionConfig.{name} must be a finite number > 0, got {value!r}")
-        if not (_is_number(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"DiffusionConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+            check_positive(owner, name, getattr(self, name))
+        check_non_negative(owner, "weight_decay", self.weight_decay)
         for name in ("adam_b1", "adam_b2"):
-            value = getattr(self, name)
-            if not (_is_number(value) and 0.0 <= value < 1.0):
-                raise ValueError(f"DiffusionConfig.{name} must be in [0, 1), got {value!r}")
+            check_unit_interval(owner, name, getattr(self, name))
         if not (_is_number(self.ema_min_decay) and _is_number(self.ema_max_decay)
                 and 0.0 <= self.ema_min_decay <= self.ema_max_decay < 1.0):
             raise ValueError(
@@ -169,37 +163,7 @@ class DiffusionConfig:
                 f"got {self.ema_min_decay!r}, {self.ema_max_decay!r}"
             )
         for name in ("cond_predict_scale", "clip_sample", "set_alpha_to_one"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"DiffusionConfig.{name} must be a bool, got {getattr(self, name)!r}")
-        # The horizons must make a valid contract spec (current step inside the chunk).
-        try:
-            self.spec_for(1, 1)
-        except ValueError as exc:
-            raise ValueError(f"DiffusionConfig horizons: {exc}") from None
-
-    @property
-    def action_offset(self) -> int:
-        """diffusion_policy's convention: the predicted horizon starts at the first observed step."""
-        return -(self.obs_horizon - 1)
-
-    def spec_for(self, obs_dim: int, action_dim: int) -> PolicySpec:
-        """The contract spec: To, Tp, Ta from this config; the chunk starts To - 1 steps back,
-        so the action for the current step is at index To - 1 of each prediction
-        (diffusion_policy's `oa_step_convention`)."""
-        return PolicySpec(
-            obs_dim=obs_dim,
-            action_dim=action_dim,
-            obs_horizon=self.obs_horizon,
-            pred_horizon=self.pred_horizon,
-            action_horizon=self.action_horizon,
-            action_offset=self.action_offset,
-        )
-
+            check_bool(owner, name, getattr(self, name))
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"DiffusionConfig.{name} must be an int >= {minimum}, got {value!r}")

@@ -13,10 +13,11 @@ from agents.droq.agent import (
     update_temperature,
     zero_mean_head,
 )
-from agents.droq.config import DroQConfig
+from agents.droq.config import DroQConfig, ResidualLearning
 
 __all__ = [
     "DroQConfig",
+    "ResidualLearning",
     "DroQState",
     "current_temperature",
     "eval_actions",

@@ -145,17 +145,62 @@ class DroQConfig:
         return -0.5 * action_dim
 
 
-def _check_int(name: str, value, minimum: int) -> None:
+def _check_int(name: str, value, minimum: int, owner: str = "DroQConfig") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"DroQConfig.{name} must be an int >= {minimum}, got {value!r}")
+        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _check_range(
-    name: str, value, low: float, high: float, low_open: bool = False, high_open: bool = False
+    name: str, value, low: float, high: float, low_open: bool = False, high_open: bool = False,
+    owner: str = "DroQConfig",
 ) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > low if low_open else value >= low)
     ok = ok and (value < high if high_open else value <= high)
     if not ok:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"DroQConfig.{name} must be in {interval}, got {value!r}")
+        raise ValueError(f"{owner}.{name} must be in {interval}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualLearning:
+    """How DroQ learns a residual around a nominal controller (the residual specialist, PianoMime 3.2).
+
+    Attributes:
+      warmup_noise: std of the zero-mean Gaussian residual (clipped to
+        [-1, 1]) played during the agent's warm-up, in place of DroQ's uniform
+        random actions, and the initial policy's pre-tanh std (ours). Uniform
+        residuals in [-1, 1] would fill the replay buffer with episodes far
+        from the nominal, which plays well on its own; residual RL explores
+        around the nominal (Silver et al. 2018, PianoMime's [12]).
+      critic_burn_in: env steps after the warm-up during which only the critic
+        learns while the policy stays at its initial zero-mean, warmup_noise
+        spread (Silver et al. 2018's burn-in: the critic first learns the
+        nominal's values, so the first actor steps follow a useful gradient).
+      init_temperature: initial entropy temperature (replaces
+        `DroQConfig.init_temperature`, 1.0). A small start keeps the first
+        policies near the nominal; PianoMime trains with PPO and an entropy
+        coefficient of 0 (Appendix Table 6). The temperature is still learned.
+      prior_weight: `DroQConfig.actor_prior_weight`: a penalty on the squared
+        residual in the actor loss, beside the Q term normalised by its mean
+        magnitude (TD3+BC's form; ours). Without it the first actor updates
+        follow the critic's extrapolation away from the near-zero residuals it
+        was trained on and lose the nominal's presses (README: residual
+        specialists, measured weights 0, 0.01, 0.1).
+    """
+
+    warmup_noise: float = 0.1
+    critic_burn_in: int = 5000
+    init_temperature: float = 0.01
+    prior_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_range("warmup_noise", self.warmup_noise, 0.0, 1.0, owner="ResidualLearning")
+        _check_int("critic_burn_in", self.critic_burn_in, 0, owner="ResidualLearning")
+        _check_range("init_temperature", self.init_temperature, 0.0, math.inf, low_open=True, owner="ResidualLearning")
+        _check_range("prior_weight", self.prior_weight, 0.0, math.inf, owner="ResidualLearning")
+
+    def agent_config(self, config: DroQConfig) -> DroQConfig:
+        """`config` with this residual agent's temperature and actor prior."""
+        return dataclasses.replace(config, init_temperature=self.init_temperature,
+                                   actor_prior_weight=self.prior_weight)

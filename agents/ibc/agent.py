@@ -218,7 +218,7 @@ def train_ibc(
 ) -> tuple[IBCPolicy, list[dict]]:
     """Fits a normalizer on `dataset` and trains the energy model for `steps` InfoNCE steps.
 
-    `dataset` is a `tasks.reader.WindowDataset` built with
+    `dataset` is a `tasks.rlds.reader.WindowDataset` built with
     `config.spec_for(...)`'s horizons (To = Tp = 2, action offset -1 by
     default). History entries add "accuracy", "energy_expert",
     "energy_counter" and "lr" to the shared ones (see `agents.common.supervised.fit`).

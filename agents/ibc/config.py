@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.checks import (
+from agents.common.config import (
+    PolicyConfig,
+    check_bool,
     check_dims,
     check_int,
     check_network_and_adam,
@@ -21,13 +23,12 @@ from agents.common.checks import (
     check_positive,
     check_unit_interval,
 )
-from agents.common.policy import PolicySpec
 
 PAPER_TRAINING_STEPS = 1_000_000  # RP1M Table 6 "Training Steps 1M"
 
 
 @dataclasses.dataclass(frozen=True)
-class IBCConfig:
+class IBCConfig(PolicyConfig):
     """Hyperparameters of the implicit (energy-based) policy.
 
     Attributes:
@@ -96,12 +97,12 @@ class IBCConfig:
     pred_horizon: int = 2
     action_horizon: int = 1
 
+    chunk_starts_at_first_obs = True  # window from the first observed step (diffusion_policy)
+
     def __post_init__(self):
         object.__setattr__(self, "hidden_dims", check_dims("IBCConfig", "hidden_dims", self.hidden_dims))
         check_unit_interval("IBCConfig", "dropout_rate", self.dropout_rate)
         for name in ("num_counter_examples", "inference_samples", "inference_iterations", "batch_size"):
-            check_int("IBCConfig", name, getattr(self, name), minimum=1)
-        for name in ("obs_horizon", "pred_horizon", "action_horizon"):
             check_int("IBCConfig", name, getattr(self, name), minimum=1)
         check_int("IBCConfig", "lr_warmup_steps", self.lr_warmup_steps, minimum=0)
         check_non_negative("IBCConfig", "noise_std", self.noise_std)
@@ -109,33 +110,11 @@ class IBCConfig:
         check_positive("IBCConfig", "temperature", self.temperature)
         check_non_negative("IBCConfig", "weight_decay", self.weight_decay)
         check_network_and_adam("IBCConfig", self)
-        if not isinstance(self.score_pred_horizon, bool):
-            raise ValueError(f"IBCConfig.score_pred_horizon must be a bool, got {self.score_pred_horizon!r}")
-        # The chunk starts at the first observed step; the current step's
-        # actions (index To - 1) must fit in it.
-        if self.obs_horizon - 1 + self.action_horizon > self.pred_horizon:
-            raise ValueError(
-                f"IBCConfig.pred_horizon={self.pred_horizon} is too short: the window starts "
-                f"obs_horizon - 1 = {self.obs_horizon - 1} steps back and must reach "
-                f"action_horizon={self.action_horizon} actions from the current step"
-            )
-
-    @property
-    def action_offset(self) -> int:
-        return -(self.obs_horizon - 1)
+        check_bool("IBCConfig", "score_pred_horizon", self.score_pred_horizon)
+        self.check_horizons()  # the chunk starts at the first observed step
 
     def scored_steps(self) -> tuple[int, int]:
         """(first, count): the chunk steps the energy sees (see `score_pred_horizon`)."""
         if self.score_pred_horizon:
             return 0, self.pred_horizon
         return self.obs_horizon - 1, self.action_horizon
-
-    def spec_for(self, obs_dim: int, action_dim: int) -> PolicySpec:
-        return PolicySpec(
-            obs_dim=obs_dim,
-            action_dim=action_dim,
-            obs_horizon=self.obs_horizon,
-            pred_horizon=self.pred_horizon,
-            action_horizon=self.action_horizon,
-            action_offset=self.action_offset,
-        )

@@ -1,6 +1,6 @@
 """BC policy (RP1M B.1.1): fits a known mapping, contract shapes, save/load, config checks.
 
-Data: synthetic episodes in the shard layout (`tasks.shards.Episode`, every
+Data: synthetic episodes in the shard layout (`tasks.rlds.Episode`, every
 observation key present but a few dims wide) read through the real
 `WindowDataset`; the expert action is a fixed smooth function of the
 observation, in env units away from [-1, 1] so the normalizer matters.
@@ -16,35 +16,19 @@ import pytest
 
 from agents.bc import PAPER_HIDDEN_DIMS, BCConfig, BCPolicy, train_bc
 from agents.bc.agent import init_params, predict_normalized
-from agents.common.policy import Normalizer, PolicySpec, get_policy, load_policy, save_policy
-from tasks.reader import WindowDataset
-from tasks.shards import OBSERVATION_KEYS, Episode
+from agents.common.io import load_policy, save_policy
+from agents.common.policy import Normalizer, PolicySpec, get_policy
+from tests.agents import helpers
+from tests.agents.helpers import dataset_for
 
-KEY_DIMS = dict(zip(OBSERVATION_KEYS, (3, 1, 2, 1, 2, 3)))  # obs_dim 12
 ACTION_DIM = 3
 # Small network, larger step size: seconds instead of RP1M's 1M steps.
 SMALL = BCConfig(hidden_dims=(64, 64), batch_size=64, learning_rate=3e-3)
 STEPS = 400
 
 
-def expert_episodes(seed: int = 0, n_episodes: int = 4, n_steps: int = 50) -> list[Episode]:
-    """Episodes whose action is tanh(obs @ W) * 2 + 1 (env range (-1, 3))."""
-    rng = np.random.default_rng(seed)
-    weights = rng.normal(size=(sum(KEY_DIMS.values()), ACTION_DIM)) / 2
-    episodes = []
-    for _ in range(n_episodes):
-        obs = {k: rng.normal(size=(n_steps, d)).astype(np.float32) for k, d in KEY_DIMS.items()}
-        flat = np.concatenate([obs[k] for k in OBSERVATION_KEYS], axis=-1)
-        actions = (np.tanh(flat @ weights) * 2 + 1).astype(np.float32)
-        episodes.append(Episode(steps={"observation": obs, "action": actions}, metadata={"n_steps": n_steps}))
-    return episodes
-
-
-def dataset_for(config, episodes) -> WindowDataset:
-    spec = config.spec_for(1, 1)  # horizons only
-    return WindowDataset.from_episodes(
-        episodes, spec.obs_horizon, spec.pred_horizon, action_offset=spec.action_offset
-    )
+def expert_episodes(seed: int = 0, n_episodes: int = 4, n_steps: int = 50):
+    return helpers.expert_episodes(ACTION_DIM, seed, n_episodes, n_steps)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +116,7 @@ def test_bc_paper_defaults():
         ("learning_rate", -1e-3, r"BCConfig.learning_rate must be a finite number > 0, got -0.001"),
         ("batch_size", 0, r"BCConfig.batch_size must be an int >= 1, got 0"),
         ("adam_b2", 1.0, r"BCConfig.adam_b2 must be in \[0, 1\), got 1.0"),
-        ("action_horizon", 2, r"BCConfig.action_horizon=2 must be <= pred_horizon=1"),
+        ("action_horizon", 2, r"BCConfig.pred_horizon=1 is too short to return action_horizon=2"),
     ],
 )
 def test_bc_config_validation_names_the_field(field, value, message):

@@ -11,14 +11,15 @@ memorizing "current observation -> action" does not work).
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 
 from agents.bc_rnn import BCRNNConfig, BCRNNPolicy, train_bc_rnn
-from agents.common.policy import Normalizer, PolicySpec, load_policy, save_policy
-from tasks.reader import WindowDataset, flatten_observation
-from tasks.shards import OBSERVATION_KEYS, Episode
+from agents.common.io import load_policy, save_policy
+from agents.common.policy import Normalizer, PolicySpec
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.rlds import Episode
+from tasks.rlds.reader import WindowDataset, flatten_observation
 
 KEY_DIMS = dict(zip(OBSERVATION_KEYS, (3, 1, 2, 1, 2, 3)))  # obs_dim 12
 OBS_DIM = sum(KEY_DIMS.values())

@@ -12,7 +12,6 @@ from agents.common import actions as action_scaling
 from agents.common import distributions as dist
 from agents.common.networks import MLP, QEnsemble, TanhGaussianActor, activation_by_name
 
-
 # --- tanh-Gaussian ---------------------------------------------------------
 
 

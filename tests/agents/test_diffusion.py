@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents.common.policy import get_policy, load_policy, read_policy_meta, save_policy
+from agents.common.io import load_policy, read_policy_meta, save_policy
+from agents.common.policy import get_policy
 from agents.diffusion import (
     DiffusionConfig,
     DiffusionPolicy,
@@ -17,14 +18,15 @@ from agents.diffusion import (
     init_state,
     learning_rate,
     sample_normalized_actions,
+    schedule,
     train,
     update,
 )
-from agents.diffusion import schedule
 from agents.diffusion.agent import normalized_batch
 from agents.diffusion.networks import Conv1d, Upsample1d, init_params_fast, live_taps, make_unet
-from tasks.reader import WindowDataset
-from tasks.shards import OBSERVATION_KEYS, Episode
+from envs.piano.spec import OBSERVATION_KEYS
+from tasks.rlds import Episode
+from tasks.rlds.reader import WindowDataset
 
 # One small configuration for every test that trains or samples, so jit compiles
 # each function once. A single U-Net level (no down/upsampling) learns the toy

@@ -14,7 +14,7 @@ from pathlib import Path
 import pretty_midi
 import pytest
 
-from tasks.shards import read_manifest
+from tasks.rlds import read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -16,12 +16,13 @@ import pytest
 import rlds
 import tensorflow_datasets as tfds
 
-from envs.chunks import make_chunks, save_chunk
-from envs.metrics import key_press_metrics
-from envs.songs import load_song
+from envs.music.chunks import make_chunks, save_chunk
+from envs.music.songs import load_song
+from envs.piano.metrics import key_press_metrics
+from tasks.rlds import builder_dir, read_manifest, write_song_dataset
 from tasks.rollouts import LANES, iter_rollout_episodes, rollout_chunk
-from tasks.shards import builder_dir, read_manifest, write_song_dataset
-from tasks.specialist import PROFILES, read_manifest as read_specialist
+from tasks.specialist import PROFILES
+from tasks.specialist import read_manifest as read_specialist
 
 REPO = Path(__file__).resolve().parents[2]
 N_ROLLOUTS = LANES + 2  # two groups, the second one partial
@@ -153,7 +154,7 @@ def test_render_specialist_with_sound(trained, chunk, tmp_path):
 def test_audio_synthesis_is_not_silent_when_keys_sound():
     from robopianist.music import midi_message
 
-    from envs.render import synthesize
+    from envs.piano.render import synthesize
 
     events = [midi_message.NoteOn(note=60, velocity=80, time=0.5), midi_message.NoteOff(note=60, time=1.0)]
     audio = synthesize(events, 16000, 32000)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from agents.common.policy import PolicySpec
-from envs.chunks import make_chunks, save_chunk
-from envs.config import EnvConfig
-from envs.factory import flatten_observation
-from envs.metrics import key_press_metrics
-from envs.songs import load_song
+from envs.music.chunks import make_chunks, save_chunk
+from envs.music.songs import load_song
+from envs.piano.config import EnvConfig
+from envs.piano.env import flatten_observation
+from envs.piano.metrics import key_press_metrics
 from tasks.policy_eval import (
     ENV_POOL,
     EvalConfig,

@@ -21,10 +21,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from envs.metrics import key_press_metrics
-from tasks import shards, stats
-from tasks.shards import Episode
-from tests.tasks.test_shards import make_episode
+import tasks.rlds as shards
+from envs.piano.metrics import key_press_metrics
+from tasks import stats
+from tasks.rlds import Episode
+from tests.tasks.rlds.test_shards import make_episode
 
 A0, A_SHARP0, C4, C_SHARP4, C8 = 0, 1, 39, 40, 87
 T = 4

@@ -1,0 +1,144 @@
+"""How the nominal controller plans and times: `NominalConfig` (tuned open loop, see the README)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from envs.control.fingering import FingeringCosts
+from envs.control.ik import IKConfig
+from envs.piano.spec import FINGERS_PER_HAND
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger(__name__)
+
+
+
+RIGHT, LEFT = 0, 1
+# Right hand fingers 0-4 lie at increasing y (thumb nearest the middle of the
+# keyboard), left hand fingers 5-9 at decreasing y (envs.piano.task finger order).
+_HAND_DIRECTION = np.array([+1.0, -1.0])
+WHITE_KEY_PITCH = 0.0235  # m, white key width + gap (robopianist piano_constants: 0.0225 + 0.001)
+
+
+@dataclass(frozen=True)
+class NominalConfig:
+    """How the OT-IK nominal controller plans fingertips and times presses."""
+
+    # PianoMime App. A step 4: pressing fingertips at z = 0 (the key bottom,
+    # h_key = 22.5 mm below the white key top), hovering ones at 2 h_key, i.e.
+    # h_key above the top. Ours are tuned on this env (module docstring);
+    # heights are of the fingertip site, which sits ~7 mm inside the fingertip's
+    # collision capsule. Pressing below the key makes the servo push (the key
+    # spring needs ~1.7 N at the press point); a key counts as pressed within
+    # 0.5 deg of its full 10 mm travel.
+    press_depth: float = 0.015  # m below the key top for a pressing fingertip
+    # Where along a key a fingertip presses, as a fraction of the key's half
+    # length from its centre towards the player (robopianist's fingering target:
+    # 0.35). Further forward on white keys than robopianist's point, so that the
+    # curled finger's middle phalanx clears the black keys (their front edge is
+    # at a white key's centre + 0.2 half lengths).
+    white_press_fraction: float = 0.7
+    black_press_fraction: float = 0.5
+    # Tuned with the phrase fingering and press weights below (0.02-0.04 and 2-5 tried,
+    # `benchmarks/ik_open_loop.py`); PianoMime: 0.0225.
+    hover_height: float = 0.03  # m above the white key tops
+    press_lead_steps: int = 4  # command a press this many control steps before its note
+    release_lead_steps: int = 0  # lift this many steps before the note's last step (may be < 0)
+    # The forearm slides (critically damped servos, time constant 0.11 s) get
+    # controls computed by inverting their dynamics (`SlideServo`) so that the
+    # hand follows the IK trajectory instead of lagging ~2 steps behind it.
+    forearm_feedforward: bool = True
+    # A pressing fingertip descends only when the IK has it within this distance
+    # of its key's press target (x along the key, y across); half a black key
+    # width across, so it does not land on a neighbour.
+    align_tolerance_x: float = 0.015
+    align_tolerance_y: float = 0.005
+    prepare_steps: int = 10  # an idle hand moves to its next keys this many steps ahead (RP1M lookahead L-1)
+    # Natural finger spacing of a hand, in white keys from the index finger
+    # (thumb, index, middle, ring, little); outside the pressing fingers the
+    # hovering fingers keep it.
+    finger_spacing_keys: tuple = (-1.5, 0.0, 1.0, 2.0, 3.0)
+    # IK weights of the fingertip targets (x, y, z; world axes). PianoMime App. C
+    # weighs all fingertips equally; here a hovering fingertip's x (along the
+    # keys) is nearly free: with x weighted >= 0.5 the hand cannot keep its
+    # other fingers at hover height in front of the keys and still get the
+    # pressing finger down (open-loop F1 collapses to < 0.15). A pressing
+    # fingertip weighs 10 times a hovering one, so that hovering fingers moving
+    # ahead (a hand shift) do not drag it sideways off its key (tuned: 1, 3, 5,
+    # 10, 20 tried).
+    press_weight: tuple = (10.0, 10.0, 10.0)
+    hover_weight: tuple = (0.2, 1.0, 1.0)
+    # A finger leaving a key first lifts straight up for a step, weighted as a
+    # press: moved sideways while still down it catches on the key's edge.
+    lift_in_place: bool = True
+    # Assignment costs (m^2, the unit of the squared fingertip-key distance).
+    switch_cost: float = 0.001  # finger pressed another key at t-1 (it must lift first; a 3 cm move)
+    crossing_cost: float = 0.1  # key beyond the other hand / beyond a holding finger of the same hand
+    # The reduced Shadow thumb (no THJ5 rotation, no THJ1) reaches a white key's
+    # top only with the wrist at its yaw and flexion limits: use it when the
+    # other fingers cannot (ours, measured with HandsIK).
+    thumb_cost: float = 0.05
+    room_cost: float = 0.01  # per finger missing on one side for the hand's next keys (lookahead)
+    # A held key whose note ends within this many steps may be let go early to
+    # free its finger for a new key, at `early_release_cost` per lost step.
+    early_release_steps: int = 2
+    early_release_cost: float = 0.003
+    # Phrase fingering (`envs.control.fingering`): a second assignment pass pays this
+    # for a finger other than the one the phrase-level DP planned (0: off, the
+    # step-by-step assignment alone). Higher than the crossing cost.
+    fingering_hint_cost: float = 0.2
+    fingering: FingeringCosts = field(default_factory=FingeringCosts)
+    # Open-loop search (`nominal_trajectory`): also plan with each of
+    # `SEARCH_VARIANTS`, play every candidate in the simulator and keep the one
+    # with the best key-press F1.
+    search: bool = True
+    ik: IKConfig = field(default_factory=IKConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("hover_height", "switch_cost", "crossing_cost", "thumb_cost", "room_cost", "white_press_fraction",
+                     "black_press_fraction"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"NominalConfig.{name}={getattr(self, name)}: must be >= 0")
+        for name in ("press_lead_steps", "prepare_steps", "align_tolerance_x", "align_tolerance_y",
+                     "early_release_steps", "early_release_cost", "fingering_hint_cost"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"NominalConfig.{name}={getattr(self, name)}: must be >= 0")
+        if len(self.finger_spacing_keys) != FINGERS_PER_HAND or np.any(np.diff(self.finger_spacing_keys) <= 0):
+            raise ValueError(
+                f"NominalConfig.finger_spacing_keys={self.finger_spacing_keys}: need {FINGERS_PER_HAND} "
+                "increasing offsets (thumb..little)"
+            )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict, where: str = "NominalConfig") -> "NominalConfig":
+        """Inverse of `as_dict` (JSON lists back to tuples, nested configs rebuilt); `where`
+        names the source in errors."""
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(payload) - names)
+        if bad:
+            raise ValueError(f"{where}: unknown fields {bad}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in payload.items()}
+        for name, nested in (("ik", IKConfig), ("fingering", FingeringCosts)):
+            if isinstance(values.get(name), dict):
+                inner = values[name]
+                unknown = sorted(set(inner) - {f.name for f in fields(nested)})
+                if unknown:
+                    raise ValueError(f"{where}.{name}: unknown fields {unknown}")
+                values[name] = nested(**{k: tuple(v) if isinstance(v, list) else v for k, v in inner.items()})
+        return cls(**values)
+
+    def digest(self) -> str:
+        blob = json.dumps(self.as_dict(), sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
