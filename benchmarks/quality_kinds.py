@@ -1,12 +1,21 @@
 """Specialist kinds of the quality benchmark, and the evaluation of one (kind, chunk).
 
 A kind is a `fit(job) -> Fitted` function registered under a name
-(`register_kind`). `pipeline_fit(name)` makes one for any kind the project's
-pipeline knows (`tasks.specialist.KINDS`: trained or planned by
-`train_specialist`, rolled out by `tasks.rollouts`), so a new pipeline kind
-plugs in with one line, e.g. ``register_kind("mpc", pipeline_fit("mpc"))``.
-A kind outside the pipeline returns its stored episodes in `Fitted.episodes`
-instead of a specialist folder.
+(`register_kind`). `pipeline_fit(name, ...)` makes one for any kind the
+project's pipeline knows (`tasks.specialist.KINDS`: trained or planned by
+`train_specialist`, rolled out by `tasks.rollouts`); a new pipeline kind plugs
+in at the registration block below with one call, e.g. a kind whose
+noise-free play is its stored trajectory (`nominal.npz`, zero residual)::
+
+    register_kind("mpc", pipeline_fit("mpc", noise_free="nominal",
+                                      train_kwargs=lambda job: {"mpc_config": None}))
+
+`noise_free` is ``"nominal"`` (the specialist folder's `nominal.npz` actions and
+`manifest["final"]` metrics) or ``"policy"`` (the trained DroQ policy's mode,
+played in the specialist's env); `nominal_plans` adds the IK nominal's
+planned-press flags; `train_kwargs(job)` gives extra `train_specialist`
+keywords. A kind outside the pipeline returns its stored episodes in
+`Fitted.episodes` instead of a specialist folder.
 
 `evaluate(job)` fits (or reuses) the specialist, rolls it out `n_rollouts`
 times with the real rollout code (seeds 0..n-1, the episodes as they are
@@ -33,6 +42,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 QUALITY_VERSION = "quality-4"  # bump when a change alters results
+NOISE_FREE_SOURCES = ("nominal", "policy")  # where a pipeline kind's noise-free actions come from
 PLAN_NAMES = ("assigned", "scheduled", "commanded", "ik")  # planned-press masks of nominal-based kinds (envs.piano.failure flags)
 
 
@@ -67,8 +77,15 @@ def register_kind(name: str, fit: Callable[[KindJob], Fitted]) -> None:
     KINDS[name] = fit
 
 
-def pipeline_fit(kind: str) -> Callable[[KindJob], Fitted]:
-    """The fit function of a `tasks.specialist` kind (train_specialist, then rolled out by tasks.rollouts)."""
+def pipeline_fit(kind: str, *, noise_free: str = "policy", nominal_plans: bool = True,
+                 train_kwargs: Callable[[KindJob], dict] | None = None) -> Callable[[KindJob], Fitted]:
+    """The fit function of a `tasks.specialist` kind (train_specialist, then rolled out by tasks.rollouts).
+
+    noise_free: "nominal" (the folder's nominal.npz actions, manifest["final"] P/R/F1) or "policy"
+    (the DroQ policy's mode in the specialist's env); nominal_plans: classify against the IK nominal's
+    planned presses; train_kwargs(job): extra keywords of `train_specialist` (e.g. a kind's config)."""
+    if noise_free not in NOISE_FREE_SOURCES:
+        raise ValueError(f"pipeline_fit({kind!r}): noise_free={noise_free!r}, expected one of {NOISE_FREE_SOURCES}")
 
     def fit(job: KindJob) -> Fitted:
         from envs.control.nominal import clear_nominal_cache
@@ -80,15 +97,15 @@ def pipeline_fit(kind: str) -> Callable[[KindJob], Fitted]:
         before = read_manifest(spec_dir)
         started = time.process_time()
         manifest = train_specialist(job.chunk, spec_dir, job.profile or "smoke", job.env_config, seed=job.seed,
-                                    kind=kind)
+                                    kind=kind, **(train_kwargs(job) if train_kwargs else {}))
         cpu = time.process_time() - started
         reused = before is not None and before.get("run_key") == manifest["run_key"]
         if reused and cpu_file.exists():
             cpu = json.loads(cpu_file.read_text())["fit_cpu_s"]
         elif not reused:
             _write_json(cpu_file, {"run_key": manifest["run_key"], "fit_cpu_s": cpu})
-        if kind == "ik":
-            from tasks.specialist import NOMINAL_FILE
+        if noise_free == "nominal":
+            from tasks.names import NOMINAL_FILE
 
             with np.load(spec_dir / NOMINAL_FILE) as data:
                 actions = np.array(data["actions"])
@@ -96,7 +113,7 @@ def pipeline_fit(kind: str) -> Callable[[KindJob], Fitted]:
         else:
             actions, metrics = _deterministic_run(spec_dir, job.chunk)
         plans, extra = {}, {"specialist_id": manifest["specialist_id"], "steps_trained": manifest["steps"]}
-        if kind != "droq":
+        if nominal_plans:
             plans, extra["nominal_search"] = _nominal_plans(job, spec_dir, manifest)
         extra["specialist_manifest_final"] = manifest.get("final")
         return Fitted(fit_cpu_s=round(cpu, 2), noise_free_actions=actions, noise_free_metrics=metrics,
@@ -176,9 +193,10 @@ def _solve_nominal_plans(job: KindJob, manifest: dict) -> tuple[dict, list]:
     return plans, [[o, None if f is None else round(f, 4)] for o, f in trajectory.search]
 
 
-register_kind("ik", pipeline_fit("ik"))
+# The registration point: one line per kind (see the module docstring).
+register_kind("ik", pipeline_fit("ik", noise_free="nominal"))
 register_kind("residual", pipeline_fit("residual"))
-register_kind("droq", pipeline_fit("droq"))
+register_kind("droq", pipeline_fit("droq", nominal_plans=False))
 
 
 # ----------------------------------------------------------------------------------
@@ -191,17 +209,26 @@ def _write_json(path: Path, payload) -> None:
     os.replace(tmp, path)
 
 
-def _stored_episodes(job: KindJob, fitted: Fitted) -> tuple[list[dict], float]:
-    """The stored episodes (seed, actions, pressed, P/R/F1) and the CPU-seconds of the rollouts."""
+def _stored_episodes(job: KindJob, fitted: Fitted) -> tuple[list[dict], float | None]:
+    """The stored episodes (seed, actions, pressed, P/R/F1) and the CPU-seconds of the rollouts
+    (as measured when they were made; None when reused rollouts carry no measurement)."""
     if fitted.episodes is not None:
         return fitted.episodes, 0.0
     from tasks.rollouts import iter_rollout_episodes, rollout_chunk
 
     out_dir = job.work_dir / "rollouts"
+    cpu_file = job.work_dir / "rollout_cpu.json"
+    existed = (out_dir / "rollouts.json").exists()
     started = time.process_time()
     rollout_chunk(job.chunk, job.chunk.song_id, fitted.specialist_dir, out_dir, n_rollouts=job.n_rollouts,
                   workers=1, base_seed=job.seed, env_config=job.env_config)
     cpu = time.process_time() - started
+    if not existed:
+        _write_json(cpu_file, {"n_rollouts": job.n_rollouts, "rollout_cpu_s": cpu})
+    elif cpu_file.exists() and json.loads(cpu_file.read_text())["n_rollouts"] == job.n_rollouts:
+        cpu = json.loads(cpu_file.read_text())["rollout_cpu_s"]
+    else:
+        cpu = None
     episodes = []
     for episode in iter_rollout_episodes(out_dir):
         md = episode.metadata
@@ -250,7 +277,7 @@ def evaluate(job: KindJob) -> tuple[dict, dict]:
                    "f1_sd": round(float(f1s.std()), 4), "per_seed": per_seed},
         "noise_free": {**{k: round(v, 4) for k, v in replayed.items()},
                        "kind_reported_f1": round(float(fitted.noise_free_metrics["f1"]), 4)},
-        "cpu_s": {"fit": fitted.fit_cpu_s, "rollouts": round(rollout_cpu, 2), "analysis": round(analysis_cpu, 2)},
+        "cpu_s": {"fit": fitted.fit_cpu_s, "rollouts": None if rollout_cpu is None else round(rollout_cpu, 2), "analysis": round(analysis_cpu, 2)},
         "fit_reused": fitted.reused,
         "failures": {"noise_free": noise_free_report.as_dict(), "stored": sum_reports(stored_reports)},
         "extra": fitted.extra,

@@ -17,7 +17,7 @@ matches and says so. Outputs: the tables (markdown, printed and in
 `<out>/report.md`), `<out>/f1_distribution.png`, `--json`.
 
     python benchmarks/specialist_quality.py --set dev --kind ik
-    python benchmarks/specialist_quality.py --set all --kind ik --physics-timestep 0.005
+    python benchmarks/specialist_quality.py --set all --kind ik --physics-timestep 0.002,0.005
     python benchmarks/specialist_quality.py --chunks robopianist:CMajorScaleTwoHands:0 \
         --kind residual,droq --profile smoke
     python benchmarks/specialist_quality.py --set holdout --kind ik --jobs 2 --json out.json
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-cpu-s", type=float, help="training budget of trained kinds, CPU-seconds")
     parser.add_argument("--steps-per-cpu-s", type=float, default=DEFAULT_STEPS_PER_CPU_S,
                         help="env steps per CPU-second, to turn --budget-cpu-s into steps")
-    parser.add_argument("--physics-timestep", type=float, help="EnvConfig.physics_timestep (default: the project's)")
+    parser.add_argument("--physics-timestep", help="EnvConfig.physics_timestep, comma-separated for several "
+                        "(default: the project's)")
     parser.add_argument("--max-steps", type=int, help="play only the first N steps of each chunk")
     parser.add_argument("--jobs", type=int, default=1, help="(kind, chunk) evaluations at once (processes)")
     parser.add_argument("--work", type=Path, help="specialists and rollouts (default: quality.work_dir)")
@@ -71,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import quality_kinds
     from benchmarks.quality_set import load_quality_set, select
-    from envs.piano.config import EnvConfig
 
     listed, section = load_quality_set(args.params)
     specs = [s for arg in args.chunks or [] for s in arg.split(",") if s.strip()]
@@ -85,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     n_rollouts = args.rollouts or section["rollouts"]
     if n_rollouts < 1:
         raise SystemExit(f"--rollouts {n_rollouts}: must be >= 1")
-    env_config = EnvConfig() if args.physics_timestep is None else EnvConfig(physics_timestep=args.physics_timestep)
+    env_configs = _env_configs(args.physics_timestep)
     profile = _profile(args) if any(k in TRAINED_KINDS for k in kinds) else None
     work = args.work or Path(section["work_dir"])
     out = args.out or Path(section["reports_dir"])
     _logging(args.verbose)
 
     jobs = [_job(kind, entry, env_config, profile if kind in TRAINED_KINDS else None, n_rollouts, args.max_steps,
-                 work, out) for kind in kinds for entry in chunks]
+                 work, out) for kind in kinds for env_config in env_configs for entry in chunks]
     started = time.perf_counter()
     todo = [job for job in jobs if not _done(job)]
     for job in jobs:
@@ -100,17 +100,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"reused   {job['kind']:9s} {job['spec']} ({job['result_path']})", flush=True)
     errors = _run(todo, args.jobs)
     results = [json.loads(Path(j["result_path"]).read_text()) for j in jobs if Path(j["result_path"]).exists()]
-    report = render_report(results, chunks, kinds, env_config, n_rollouts, profile)
+    timesteps = [c.physics_timestep for c in env_configs]
+    report = render_report(results, chunks, kinds, timesteps, n_rollouts, profile)
     print()
     print(report)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(report)
     plot_distribution(results, kinds, out / "f1_distribution.png")
-    payload = {"settings": {"kinds": kinds, "physics_timestep": env_config.physics_timestep, "rollouts": n_rollouts,
+    payload = {"settings": {"kinds": kinds, "physics_timesteps": timesteps, "rollouts": n_rollouts,
                             "max_steps": args.max_steps, "profile": profile.name if profile else None,
                             "profile_steps": profile.total_steps if profile else None},
-               "computed": [j["spec"] + " " + j["kind"] for j in todo if j["spec"] + " " + j["kind"] not in errors],
-               "reused": [j["spec"] + " " + j["kind"] for j in jobs if j not in todo],
+               "computed": [_name(j) for j in todo if _name(j) not in errors],
+               "reused": [_name(j) for j in jobs if j not in todo],
                "errors": errors, "summary": summary(results), "results": results,
                "seconds": round(time.perf_counter() - started, 1)}
     if args.json:
@@ -122,6 +123,28 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 3
     return 0
+
+
+def _env_configs(text: str | None) -> list:
+    from envs.piano.config import EnvConfig
+
+    if text is None:
+        return [EnvConfig()]
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"--physics-timestep {text!r}: expected seconds, comma-separated (e.g. 0.002,0.005)")
+    if not values or min(values) <= 0:
+        raise SystemExit(f"--physics-timestep {text!r}: expected positive seconds (e.g. 0.002,0.005)")
+    return [EnvConfig(physics_timestep=v) for v in dict.fromkeys(values)]
+
+
+def _name(job: dict) -> str:
+    """How a job is named in the output: chunk, kind, and the timestep (dt0.005) when it is not the default."""
+    from envs.piano.config import EnvConfig
+
+    dt = job["env_config"]["physics_timestep"]
+    return f"{job['spec']} {job['kind']}" + ("" if dt == EnvConfig().physics_timestep else f" dt{dt:g}")
 
 
 def _profile(args):
@@ -204,7 +227,7 @@ def _run(todo: list[dict], n_jobs: int) -> dict:
     errors: dict[str, str] = {}
 
     def report(job: dict, result: dict | None, exc: BaseException | None) -> None:
-        name = f"{job['spec']} {job['kind']}"
+        name = _name(job)
         if exc is not None:
             errors[name] = f"{type(exc).__name__}: {exc}"
             print(f"FAILED   {job['kind']:9s} {job['spec']}: {errors[name]}", file=sys.stderr, flush=True)

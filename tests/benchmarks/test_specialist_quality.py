@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.quality_report import plot_distribution, render_report, summary
+from benchmarks.quality_set import load_quality_set, select
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "specialist_quality.py"
 CHUNK = "robopianist:CMajorScaleTwoHands:0"
@@ -45,7 +48,7 @@ def test_one_chunk_end_to_end_then_resumed(tmp_path):
     result_file = tmp_path / "out" / "results" / "ik" / "dt0.002-max20" / "CMajorScaleTwoHands-0.json"
     assert json.loads(result_file.read_text())["key"] == result["key"]
     assert result_file.with_suffix(".npz").exists()
-    assert "| ik | dev | 1 |" in (tmp_path / "out" / "report.md").read_text()
+    assert "| ik | 0.002 | dev | 1 |" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "f1_distribution.png").stat().st_size > 0
     stamp = result_file.stat().st_mtime_ns
 
@@ -57,9 +60,22 @@ def test_one_chunk_end_to_end_then_resumed(tmp_path):
     assert result_file.stat().st_mtime_ns == stamp  # not rewritten
     assert again["results"] == payload["results"]
 
+    # Two timesteps of one kind are two variants: their own tables, summary rows and plot columns.
+    other = {**result, "physics_timestep": 0.005, "stored": {**stored, "f1": 0.9}}
+    report = render_report([result, other], select(load_quality_set(ROOT / "params.yaml")[0], "all", [CHUNK]),
+                           ["ik"], [0.002, 0.005], 2)
+    assert "## ik @ 0.002 s: per chunk" in report and "## ik @ 0.005 s: per chunk" in report
+    assert "| ik | 0.005 | dev | 1 | 0.900 | 100% |" in report
+    rows = summary([result, other])
+    assert [(r["physics_timestep"], r["median_f1_stored"]) for r in rows] == [(0.002, stored["f1"]), (0.005, 0.9)]
+    plot_distribution([result, other], ["ik"], tmp_path / "two.png")
+    assert (tmp_path / "two.png").stat().st_size > 0
+
 
 def test_reserved_pieces_and_bad_kinds_are_refused(tmp_path):
     reserved = run(tmp_path, "--chunks", "music21:mozart/k545/movement1_exposition.mxl:0")
     assert reserved.returncode != 0 and "reserved for the independent evaluation" in reserved.stderr
     bad = run(tmp_path, "--chunks", CHUNK, "--kind", "nope")
     assert bad.returncode != 0 and "unknown ['nope']" in bad.stderr
+    dt = run(tmp_path, "--chunks", CHUNK, "--physics-timestep", "0.002,fast")
+    assert dt.returncode != 0 and "--physics-timestep '0.002,fast'" in dt.stderr
