@@ -22,8 +22,9 @@ Sections::
       shards_dir: datasets/shards
       specialists_dir: datasets/specialists
       env: {fingering: ot}      # envs.piano.config.FINGERING_MODES
-      specialist: droq          # droq | residual | ik (tasks.specialist.KINDS)
-      residual: {}              # tasks.specialist.ResidualSpecialistConfig fields (residual, ik)
+      specialist: droq          # droq | residual | ik | mpc (tasks.specialist.KINDS)
+      residual: {}              # tasks.specialist.ResidualSpecialistConfig fields (residual, ik, mpc)
+      mpc: {}                   # tasks.specialist_mpc.MPCSpecialistConfig fields (mpc)
     stats: {reports_dir: datasets/reports/stats}
     benchmark:                  # the policy benchmark (tasks/benchmark.py, RP1M Table 2)
       shards_dir: datasets/shards
@@ -77,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
         "env": {"fingering": "ot"},
         "specialist": "droq",
         "residual": {},
+        "mpc": {},
     },
     "stats": {"reports_dir": "datasets/reports/stats"},
     "benchmark": {
@@ -164,6 +166,7 @@ def _check_collect(check: _Checker, collect: dict[str, Any]) -> None:
     check.choice("collect.env.fingering", collect["env"]["fingering"], FINGERING_MODES)
     check.choice("collect.specialist", collect["specialist"], SPECIALIST_KINDS)
     check.mapping("collect.residual", collect["residual"])
+    check.mapping("collect.mpc", collect["mpc"])
 
 
 def _check_catalog_filter(check: _Checker, spec: Any) -> None:

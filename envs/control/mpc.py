@@ -27,6 +27,7 @@ from robopianist.models.piano.piano import _KEY_THRESHOLD
 
 from envs.control.mpc_checkpoint import MPCProgress, load_progress, progress_key, save_progress
 from envs.control.mpc_config import MPCConfig
+from envs.control.mpc_reach import ReachCandidates
 from envs.piano.config import EnvConfig
 from envs.piano.lean import STATE_SPEC, LeanPiano
 from envs.piano.metrics import key_press_metrics, per_step_prf
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HAND_ACTIONS = 19  # actions per hand (right hand first), then the sustain pedal (envs.piano.spec)
-WINNERS = ("plan", "sample", "hands", "shift")  # what the executed action came from (MPCResult.winner)
+WINNERS = ("plan", "sample", "hands", "shift", "reach")  # what the executed action came from (MPCResult.winner)
 
 
 @dataclass
@@ -82,6 +83,8 @@ class _Planner:
         mujoco.mj_forward(lean.model, self.data)
         self.key_points = self.data.geom_xpos[tab.key_geom_ids] + tab.key_press_offset  # keys do not move sideways
         self.state_size = mujoco.mj_stateSize(lean.model, STATE_SPEC)
+        self.offsets: np.ndarray | None = None  # added to executed actions (optimise_trajectory)
+        self.reach = ReachCandidates(lean, self.low, self.high) if config.reach_scales else None
 
     def controls(self, actions: np.ndarray) -> np.ndarray:
         """(N, h, nu) ctrl of (N, h, 39) actions, as `LeanPiano.step` applies them."""
@@ -176,6 +179,7 @@ def optimise_trajectory(
     checkpoint_every: int = 25,
     on_step: Callable[[int, int], None] | None = None,
     lean: LeanPiano | None = None,
+    execution_offsets: np.ndarray | None = None,
 ) -> MPCResult:
     """Predictive sampling around `nominal_actions` (T, 39) over the whole chunk.
 
@@ -184,6 +188,8 @@ def optimise_trajectory(
     `checkpoint_every` steps and a matching file is continued from; a generator
     `seed` cannot be resumed (its start state is unknown), so it needs no
     checkpoint. `on_step(step, n_steps)` is called after every executed step.
+    `execution_offsets` (T, 39) are added to each chosen action before it is
+    executed (the noise of a rollout; the plan itself is kept without them).
     """
     config = config or MPCConfig()
     env_config = env_config or EnvConfig()
@@ -200,9 +206,16 @@ def optimise_trajectory(
     if lean.n_steps != n_steps or lean.config != env_config:
         raise ValueError(f"optimise_trajectory({chunk.chunk_id}): the lean task given is of {lean.n_steps} steps "
                          f"and config {lean.config}, not {n_steps} and {env_config}")
+    if execution_offsets is not None:
+        execution_offsets = np.asarray(execution_offsets, dtype=np.float64)
+        if execution_offsets.shape != nominal.shape:
+            raise ValueError(f"optimise_trajectory({chunk.chunk_id}): execution offsets of shape "
+                             f"{execution_offsets.shape}, expected {nominal.shape}")
     planner = _Planner(lean, nominal, config)
+    planner.offsets = execution_offsets
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    key = progress_key(chunk, env_config, config, nominal, seed if isinstance(seed, int) else None)
+    key = progress_key(chunk, env_config, config, nominal, seed if isinstance(seed, int) else None,
+                       execution_offsets)
     progress = load_progress(checkpoint, key, n_steps) if checkpoint is not None else None
     lean.reset([0])
     if progress is None:
@@ -245,16 +258,38 @@ def _control_step(planner: _Planner, lean: LeanPiano, progress: MPCProgress, t: 
     start = lean.get_state(0).physics
     right = planner.right_hand_keys(lean.fingertip_positions([0])[0])
     weights = _interpolation(h, cfg.n_knots)
+    replicas = None
+    if cfg.robust_samples:  # common to all candidates of the step
+        replicas = rng.standard_normal((cfg.robust_samples, h, ACTION_DIM)) * (cfg.robust_noise * planner.half)
+
+    def evaluate(candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) scores and (N, 2) per-hand scores of (N, h, 39) candidates (means over the replicas)."""
+        plays = candidates
+        if replicas is not None:
+            noisy = np.clip(candidates[:, None] + replicas[None], planner.low, planner.high)
+            plays = np.concatenate([candidates[:, None], noisy], axis=1).reshape(-1, h, ACTION_DIM)
+        total, per_hand = planner.score(t, *planner.rollout(start, plays), right)
+        k = 1 + (0 if replicas is None else len(replicas))
+        return total.reshape(-1, k).mean(1), per_hand.reshape(-1, k, 2).mean(1)
+
     best = plan
-    kq, tips, ok = planner.rollout(start, plan[None])
-    best_score = plan_score = float(planner.score(t, kq, tips, ok, right)[0][0])
+    best_score = plan_score = float(evaluate(plan[None])[0][0])
     winner = 0
     if cfg.time_shifts:
         steps = np.clip(t + np.arange(h)[None, :] + np.asarray(cfg.time_shifts)[:, None], 0, n_steps - 1)
         shifted = nominal[steps]
-        scores, _ = planner.score(t, *planner.rollout(start, shifted), right)
+        scores, _ = evaluate(shifted)
         if scores.max() > best_score:
             best, best_score, winner = shifted[int(np.argmax(scores))], float(scores.max()), 3
+    if planner.reach is not None:
+        lead = min(cfg.reach_lead, h - 1)
+        offset = planner.reach.offset(lean.data(0), planner.goal[t + lead], lean.pressed_keys([0])[0], right)
+        if offset is not None:
+            scales = np.asarray(cfg.reach_scales)[:, None, None]
+            reached = np.clip(best[None] + scales * offset[None, None], planner.low, planner.high)
+            scores, _ = evaluate(reached)
+            if scores.max() > best_score:
+                best, best_score, winner = reached[int(np.argmax(scores))], float(scores.max()), 4
     for i in range(cfg.n_iterations):
         centre = best
         if cfg.n_samples == 0:
@@ -262,7 +297,7 @@ def _control_step(planner: _Planner, lean: LeanPiano, progress: MPCProgress, t: 
         knots = rng.standard_normal((cfg.n_samples, cfg.n_knots, ACTION_DIM))
         noise = np.einsum("hk,nka->nha", weights, knots) * (cfg.noise * cfg.iteration_noise_decay ** i * planner.half)
         candidates = np.clip(centre[None] + noise, planner.low, planner.high)
-        scores, per_hand = planner.score(t, *planner.rollout(start, candidates), right)
+        scores, per_hand = evaluate(candidates)
         round_best, round_winner = int(np.argmax(scores)), 1
         round_score = float(scores[round_best])
         candidate = candidates[round_best]
@@ -271,16 +306,19 @@ def _control_step(planner: _Planner, lean: LeanPiano, progress: MPCProgress, t: 
             if r != l:
                 mixed = np.concatenate([noise[r, :, :HAND_ACTIONS], noise[l, :, HAND_ACTIONS:]], axis=-1)
                 mixed = np.clip(centre + mixed, planner.low, planner.high)
-                mixed_score = float(planner.score(t, *planner.rollout(start, mixed[None]), right)[0][0])
+                mixed_score = float(evaluate(mixed[None])[0][0])
                 if mixed_score > round_score:
                     candidate, round_score, round_winner = mixed, mixed_score, 2
         gain = round_score - best_score
         progress.round_gain[t, i] = max(gain, 0.0)
         if gain > 0:
             best, best_score, winner = candidate, round_score, round_winner
-    step = lean.step(best[:1], [0], observe=False)
+    action = best[0]
+    if planner.offsets is not None:
+        action = np.clip(action + planner.offsets[t], planner.low, planner.high)
+    step = lean.step(action[None], [0], observe=False)
     precision, recall, f1 = per_step_prf(step.goal_keys, step.pressed_keys)
-    progress.record(t, best[0], float(precision[0]), float(recall[0]), float(f1[0]), plan_score, best_score, winner)
+    progress.record(t, action, float(precision[0]), float(recall[0]), float(f1[0]), plan_score, best_score, winner)
     nxt = best[1:]
     if t + h < n_steps:
         nxt = np.concatenate([nxt, nominal[t + h][None]])

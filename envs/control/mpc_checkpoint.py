@@ -32,13 +32,18 @@ MPC_VERSION = "mpc-1"  # bump when a change alters optimised trajectories
 _ARRAYS = ("actions", "precision", "recall", "f1", "plan_score", "best_score", "winner", "round_gain")
 
 
+def _array_digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
 def progress_key(chunk: "Chunk", env_config: "EnvConfig", config: "MPCConfig", nominal: np.ndarray,
-                 seed: int | None) -> str:
+                 seed: int | None, offsets: np.ndarray | None = None) -> str:
     """Identity of one optimisation: what its result depends on."""
     from envs.control.nominal import chunk_digest
 
-    nominal_digest = hashlib.sha256(np.ascontiguousarray(nominal, dtype=np.float64).tobytes()).hexdigest()[:16]
-    blob = f"{chunk_digest(chunk)}|{env_config.digest()}|{config.digest()}|{nominal_digest}|{seed}|{MPC_VERSION}"
+    blob = f"{chunk_digest(chunk)}|{env_config.digest()}|{config.digest()}|{_array_digest(nominal)}|{seed}|{MPC_VERSION}"
+    if offsets is not None:
+        blob += f"|{_array_digest(offsets)}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -28,12 +28,21 @@ class MPCConfig:
       hand_split: also score one candidate that takes each hand's noise from the sample
         best for that hand's keys (keys belong to the hand with the nearest fingertip).
       time_shifts: also score the nominal itself shifted by these many control steps
-        (negative: later, positive: earlier), spliced onto the plan's first action.
+        (negative: later, positive: earlier; 0: the nominal unshifted).
       f1_weight: weight of the per-step key-press F1 in the score.
       depth_weight: weight of the mean press depth (0..1 of the key travel) of the goal keys.
       wrong_weight: weight of the summed press depth of keys that should be up.
       reach_weight: weight of a reach term: minus the distance (m) from each goal key not
         yet pressed to the nearest fingertip, averaged over those keys (0: off).
+      reach_scales: also score the best plan plus these multiples of the reach offset
+        (`envs.control.mpc_reach`: free fingertips onto the goal keys of step t + reach_lead
+        that are not down, fingertips off wrong keys); empty: off.
+      reach_lead: control steps ahead whose goal keys the reach offset aims at.
+      robust_samples: noisy replicas each candidate is also played with; its score is the
+        mean over the clean play and the replicas (0: the clean play alone). Robust
+        candidates keep their key presses under the noise of the rollouts.
+      robust_noise: standard deviation of the replicas' white action noise, as a fraction
+        of each hand actuator's half range (the same draws for every candidate of a step).
     """
 
     horizon: int = 6
@@ -48,14 +57,22 @@ class MPCConfig:
     depth_weight: float = 0.2
     wrong_weight: float = 0.2
     reach_weight: float = 0.0
+    reach_scales: tuple = ()
+    reach_lead: int = 2
+    robust_samples: int = 0
+    robust_noise: float = 0.0125
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "n_iterations", "n_knots"):
+        for name in ("horizon", "n_iterations", "n_knots", "reach_lead"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"MPCConfig.{name}={value!r}: must be an integer >= 1")
-        if not isinstance(self.n_samples, int) or isinstance(self.n_samples, bool) or self.n_samples < 0:
-            raise ValueError(f"MPCConfig.n_samples={self.n_samples!r}: must be an integer >= 0")
+        for name in ("n_samples", "robust_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"MPCConfig.{name}={value!r}: must be an integer >= 0")
+        if not 0.0 <= self.robust_noise <= 1.0:
+            raise ValueError(f"MPCConfig.robust_noise={self.robust_noise}: must be in [0, 1]")
         if self.n_knots > self.horizon:
             raise ValueError(f"MPCConfig.n_knots={self.n_knots}: must be <= horizon ({self.horizon})")
         if not 0.0 <= self.noise <= 2.0:
@@ -66,11 +83,15 @@ class MPCConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"MPCConfig.{name}={getattr(self, name)}: must be >= 0")
         shifts = tuple(self.time_shifts)
-        if any(not isinstance(s, int) or isinstance(s, bool) or s == 0 for s in shifts):
-            raise ValueError(f"MPCConfig.time_shifts={self.time_shifts!r}: must be non-zero integers")
+        if any(not isinstance(s, int) or isinstance(s, bool) for s in shifts):
+            raise ValueError(f"MPCConfig.time_shifts={self.time_shifts!r}: must be integers")
         if len(set(shifts)) != len(shifts):
             raise ValueError(f"MPCConfig.time_shifts={self.time_shifts!r}: repeated shifts")
         object.__setattr__(self, "time_shifts", shifts)
+        scales = tuple(float(s) for s in self.reach_scales)
+        if any(not 0.0 < s <= 3.0 for s in scales):
+            raise ValueError(f"MPCConfig.reach_scales={self.reach_scales!r}: must be in (0, 3]")
+        object.__setattr__(self, "reach_scales", scales)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -82,8 +103,9 @@ class MPCConfig:
         unknown = sorted(set(payload) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(f.name for f in fields(cls))}")
-        if isinstance(payload.get("time_shifts"), list):
-            payload["time_shifts"] = tuple(payload["time_shifts"])
+        for name in ("time_shifts", "reach_scales"):
+            if isinstance(payload.get(name), list):
+                payload[name] = tuple(payload[name])
         return cls(**payload)
 
     def digest(self) -> str:

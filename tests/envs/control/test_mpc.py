@@ -117,3 +117,32 @@ def test_mpc_rejects_a_nominal_of_the_wrong_length():
     with pytest.raises(ValueError, match="10 steps"):
         optimise_trajectory(chunk, ENV, nominal, SMALL, lean=lean)
     assert replay_metrics(lean, nominal[:10])["f1"] >= 0
+
+
+def test_reach_offset_brings_a_free_fingertip_onto_a_missed_key():
+    """The linearised reach move (envs.control.mpc_reach): holding the nominal's first action
+    plus the offset for a few steps puts a fingertip of the owning hand on the key."""
+    from envs.control.mpc_reach import ReachCandidates
+
+    chunk, nominal = nocturne(40)
+    lean = LeanPiano(chunk, ENV)
+    spec = lean.action_spec()
+    reach = ReachCandidates(lean, spec.minimum, spec.maximum)
+    for _ in range(5):  # settle at the nominal's first posture
+        lean.step(nominal[:1])
+    tips = lean.fingertip_positions([0])[0]
+    right = np.abs(reach.key_points[:, None, 1] - tips[None, :5, 1]).min(1) <= \
+        np.abs(reach.key_points[:, None, 1] - tips[None, 5:, 1]).min(1)
+    key = int(np.argmin(np.abs(reach.key_points[:, 1] - tips[2, 1]) + 10 * ~right)) + 2  # two keys beside the middle finger
+    goal = np.zeros(88, bool)
+    goal[key] = True
+    offset = reach.offset(lean.data(0), goal, np.zeros(88, bool), right)
+    assert offset is not None and offset.shape == (39,) and offset[-1] == 0.0
+    assert reach.offset(lean.data(0), np.zeros(88, bool), np.zeros(88, bool), right) is None  # nothing to do
+    distance = lambda: np.linalg.norm(lean.fingertip_positions([0])[0, :5] - reach.key_points[key], axis=1).min()  # noqa: E731
+    before = distance()
+    action = np.clip(nominal[0] + offset, spec.minimum, spec.maximum)
+    for _ in range(3):
+        step = lean.step(action[None])
+    assert distance() < min(0.6 * before, 0.015), (before, distance())  # over the key, on its way down
+    assert not step.pressed_keys[0, :key - 3].any()  # nothing far from it went down
