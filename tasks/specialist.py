@@ -33,6 +33,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +45,7 @@ import jax
 from agents import droq
 from agents.common import restore, save_checkpoint
 from agents.droq.config import ResidualLearning
-from agents.droq.train import LoopConfig, evaluate, train
+from agents.droq.train import LoopConfig, TrainingStopped, evaluate, train
 from envs import atomic
 from envs.piano.config import EnvConfig
 from envs.piano.env import make_env
@@ -243,6 +245,7 @@ def train_specialist(
     residual_config=None,
     mpc_config=None,
     on_progress: Callable[[int, int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Train (or resume, or reuse) the specialist of `chunk`; returns its manifest.
 
@@ -278,7 +281,8 @@ def train_specialist(
     if kind == "mpc":  # plan and optimise first: the env plays the optimised trajectory
         from tasks.specialist_mpc import train_mpc
 
-        mpc_fields = train_mpc(chunk, work_dir, env_config, residual_config, mpc_config, seed, on_progress=on_progress)
+        mpc_fields = train_mpc(chunk, work_dir, env_config, residual_config, mpc_config, seed, on_progress=on_progress,
+                               should_stop=should_stop)
 
     env = make_specialist_env(chunk, kind, env_config, residual_config, seed=seed, work_dir=work_dir)
     obs_dim = observation_dim(env)
@@ -324,7 +328,7 @@ def train_specialist(
 
     result = train(env, profile.agent, profile.loop, work_dir / "checkpoints", run_key=key, seed=seed,
                    residual=residual_config.learning if kind == "residual" else None, on_evaluation=save_curve,
-                   name=chunk.chunk_id)
+                   should_stop=should_stop, name=chunk.chunk_id)
     curve, step = result.curve, result.steps
     save_checkpoint(work_dir / "specialist", step, result.state, metadata={"run_key": key}, keep=1)
     manifest = {
@@ -370,8 +374,17 @@ def main(argv: list[str] | None = None) -> None:
         from tasks.specialist_mpc import MPCSpecialistConfig
 
         mpc_config = MPCSpecialistConfig.from_dict(json.loads(args.mpc_config))
-    manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config, seed=args.seed,
-                                kind=args.kind, residual_config=residual_config, mpc_config=mpc_config)
+    # SIGTERM (the run stopping, or its parent dying: tasks.stop.die_with_parent) saves a checkpoint
+    # at the next step and exits 143; the next run resumes from it.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config,
+                                    seed=args.seed, kind=args.kind, residual_config=residual_config,
+                                    mpc_config=mpc_config, should_stop=stop.is_set)
+    except TrainingStopped as exc:
+        log.info("%s: %s", args.chunk_file, exc)
+        raise SystemExit(128 + signal.SIGTERM) from None
     print(json.dumps({k: manifest[k] for k in ("specialist_id", "kind", "steps", "final", "resumed_from_step")}))
 
 

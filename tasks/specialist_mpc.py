@@ -135,11 +135,12 @@ def mpc_env(chunk, env_config: EnvConfig | None, residual_task, *, work_dir: Pat
 
 
 def train_mpc(chunk, work_dir: Path, env_config: EnvConfig, residual_config, mpc_config: MPCSpecialistConfig,
-              seed: int, *, on_progress=None) -> dict:
+              seed: int, *, on_progress=None, should_stop=None) -> dict:
     """Plan the IK nominal, optimise it, write `nominal.npz`; returns the manifest's mpc fields
-    (`final` point, `curve`, `mpc` summary). Resumes an interrupted optimisation."""
-    from agents.droq.train import evaluate
-    from envs.control.mpc import optimise_trajectory
+    (`final` point, `curve`, `mpc` summary). Resumes an interrupted optimisation; when
+    `should_stop()` turns true it checkpoints and raises `agents.droq.train.TrainingStopped`."""
+    from agents.droq.train import TrainingStopped, evaluate
+    from envs.control.mpc import MPCStopped, optimise_trajectory
     from envs.control.mpc_checkpoint import progress_key
     from envs.control.residual import nominal_arrays
 
@@ -154,8 +155,11 @@ def train_mpc(chunk, work_dir: Path, env_config: EnvConfig, residual_config, mpc
             if on_progress is not None:
                 on_progress(step, n_steps, {})
 
-    result = optimise_trajectory(chunk, env_config, ik_actions, mpc_config.planner, seed,
-                                 checkpoint=work_dir / PROGRESS_FILE, on_step=step_done)
+    try:
+        result = optimise_trajectory(chunk, env_config, ik_actions, mpc_config.planner, seed,
+                                     checkpoint=work_dir / PROGRESS_FILE, on_step=step_done, should_stop=should_stop)
+    except MPCStopped as exc:
+        raise TrainingStopped(exc.step) from None
     key = _trajectory_prefix(chunk, env_config) + progress_key(chunk, env_config, mpc_config.planner, ik_actions, seed)
     atomic.write_with(work_dir / NOMINAL_FILE, lambda tmp: np.savez(
         tmp, key=np.array(key), actions=result.actions, targets=targets, ik_actions=ik_actions))

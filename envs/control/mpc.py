@@ -42,6 +42,14 @@ HAND_ACTIONS = 19  # actions per hand (right hand first), then the sustain pedal
 WINNERS = ("plan", "sample", "hands", "shift", "reach")  # what the executed action came from (MPCResult.winner)
 
 
+class MPCStopped(Exception):
+    """`should_stop()` asked `optimise_trajectory` to stop; its checkpoint holds the step reached."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"MPC stopped after step {step}")
+        self.step = step
+
+
 @dataclass
 class MPCResult:
     """What `optimise_trajectory` found for one chunk."""
@@ -180,6 +188,7 @@ def optimise_trajectory(
     on_step: Callable[[int, int], None] | None = None,
     lean: LeanPiano | None = None,
     execution_offsets: np.ndarray | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MPCResult:
     """Predictive sampling around `nominal_actions` (T, 39) over the whole chunk.
 
@@ -190,6 +199,8 @@ def optimise_trajectory(
     checkpoint. `on_step(step, n_steps)` is called after every executed step.
     `execution_offsets` (T, 39) are added to each chosen action before it is
     executed (the noise of a rollout; the plan itself is kept without them).
+    When `should_stop()` turns true after a step, the progress is checkpointed at
+    that step and `MPCStopped` is raised (a later call resumes from it).
     """
     config = config or MPCConfig()
     env_config = env_config or EnvConfig()
@@ -232,12 +243,15 @@ def optimise_trajectory(
         plan = _control_step(planner, lean, progress, t, plan, rng)
         progress.t = t + 1
         progress.plan = plan
-        if checkpoint is not None and (progress.t % checkpoint_every == 0 or progress.t == n_steps):
+        stop = should_stop is not None and progress.t < n_steps and should_stop()
+        if checkpoint is not None and (stop or progress.t % checkpoint_every == 0 or progress.t == n_steps):
             state = lean.get_state(0)
             save_progress(checkpoint, key, progress, state, rng.bit_generator.state,
                           cpu_seconds=progress.cpu_seconds_before + time.process_time() - cpu_start)
         if on_step is not None:
             on_step(progress.t, n_steps)
+        if stop:
+            raise MPCStopped(progress.t)
     cpu = progress.cpu_seconds_before + time.process_time() - cpu_start
     result = MPCResult(actions=progress.actions.copy(), precision=progress.precision.copy(),
                        recall=progress.recall.copy(), f1=progress.f1.copy(), plan_score=progress.plan_score.copy(),

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.droq.train import TrainingStopped
 from envs.music.chunks import make_chunks, save_chunk
 from envs.music.songs import load_song
 from envs.piano.config import EnvConfig
@@ -127,19 +128,18 @@ def test_mpc_open_loop_rollouts_are_the_trajectory_plus_noise(tmp_path, song, ch
 def test_mpc_specialist_resumes_an_interrupted_optimisation(tmp_path, chunk):
     mpc = MPCSpecialistConfig.from_dict(TINY)
 
-    class Interrupted(Exception):
-        pass
+    asked = []
 
-    def interrupt(step, total, point):
-        if step == N_STEPS:  # after the MPC's last checkpoint, before the manifest
-            raise Interrupted
+    def stop_after_7():  # SIGTERM in `python -m tasks.specialist` sets the flag this reads
+        asked.append(1)
+        return len(asked) == 7
 
     whole = train_specialist(chunk, tmp_path / "whole", kind="mpc", mpc_config=mpc)
-    with pytest.raises(Interrupted):
-        train_specialist(chunk, tmp_path / "cut", kind="mpc", mpc_config=mpc, on_progress=interrupt)
+    with pytest.raises(TrainingStopped, match="step 7"):
+        train_specialist(chunk, tmp_path / "cut", kind="mpc", mpc_config=mpc, should_stop=stop_after_7)
     assert read_manifest(tmp_path / "cut") is None and (tmp_path / "cut" / "mpc_progress.npz").exists()
     resumed = train_specialist(chunk, tmp_path / "cut", kind="mpc", mpc_config=mpc)
-    assert resumed["resumed_from_step"] == N_STEPS and whole["resumed_from_step"] is None
+    assert resumed["resumed_from_step"] == 7 and whole["resumed_from_step"] is None
     assert resumed["run_key"] == whole["run_key"] and resumed["final"] == whole["final"]
     with np.load(tmp_path / "whole" / NOMINAL_FILE) as a, np.load(tmp_path / "cut" / NOMINAL_FILE) as b:
         np.testing.assert_array_equal(a["actions"], b["actions"])
