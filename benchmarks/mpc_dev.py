@@ -150,13 +150,44 @@ def report(folder: Path) -> str:
     f1 = np.array([r["replay"]["f1"] for r in rows])
     base = np.array([r["nominal"]["f1"] for r in rows])
     cpu = np.array([r["cpu_s"]["ik"] + r["cpu_s"]["mpc"] for r in rows])
-    per_550 = np.array([(r["cpu_s"]["ik"] + r["cpu_s"]["mpc"]) * 550 / r["steps"] for r in rows])
+    per_550 = np.array([r["cpu_s"]["ik"] + r["cpu_s"]["mpc"] * 550 / r["steps"] for r in rows])  # ik: whole chunk
     lines += ["", f"{len(rows)} chunks: median F1 nominal {np.median(base):.3f} -> MPC {np.median(f1):.3f} "
               f"(mean {base.mean():.3f} -> {f1.mean():.3f}, ratio of means {f1.mean() / max(base.mean(), 1e-9):.2f}); "
               f"F1 >= 0.75 on {(f1 >= 0.75).sum()}/{len(rows)}; CPU-s per chunk median {np.median(cpu):.0f}, "
               f"max {cpu.max():.0f} (per 550 steps: max {per_550.max():.0f})."]
     config = rows[0]["config"]
     lines += ["", f"MPCConfig: `{json.dumps(config)}`, dt {rows[0]['dt']}, seed {rows[0]['seed']}."]
+    return "\n".join(lines) + "\n"
+
+
+def compare(out: Path, tags: list[str]) -> str:
+    """One line per tag: each chunk's noise-free / stored (open loop, noise 0.05) / closed-loop F1."""
+    tables = {tag: {json.loads(p.read_text())["ref"]: json.loads(p.read_text()) for p in (out / tag).glob("*.json")}
+              for tag in tags}
+    refs = [ref for ref in DEV if any(ref in rows for rows in tables.values())]
+    head = "| tag | MPCConfig (differences from the defaults) | " + " | ".join(f"{slug(r)}: replay / open 0.05 / closed"
+                                                                               for r in refs) + " | CPU-s MPC (mean) |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    from envs.control.mpc_config import MPCConfig
+
+    defaults = MPCConfig().as_dict()
+    for tag, rows in tables.items():
+        if not rows:
+            continue
+        config = next(iter(rows.values()))["config"]
+        diff = {k: v for k, v in config.items() if k in defaults and defaults[k] != (tuple(v) if isinstance(v, list) else v)}
+        cells = []
+        for ref in refs:
+            r = rows.get(ref)
+            if r is None:
+                cells.append("-")
+                continue
+            closed = r.get("closed_loop")
+            open_loop = r["stored"].get("0.05")
+            cells.append(f"{r['replay']['f1']:.2f} / {open_loop['f1']:.2f} / " if open_loop else f"{r['replay']['f1']:.2f} / - / ")
+            cells[-1] += f"{closed['f1']:.2f}" if closed else "-"
+        cpu = np.mean([r["cpu_s"]["mpc"] for r in rows.values()])
+        lines.append(f"| {tag} | `{json.dumps(diff)}` | " + " | ".join(cells) + f" | {cpu:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -176,11 +207,15 @@ def main() -> None:
     parser.add_argument("--tag", default="default", help="result folder name under --out")
     parser.add_argument("--out", default=".cache/mpc_dev", help="results folder (git-ignored)")
     parser.add_argument("--report", metavar="MD", help="only write the table of --tag's finished chunks to MD")
+    parser.add_argument("--compare", metavar="TAGS", help="with --report: append a table comparing these tags")
     args = parser.parse_args()
     args.noise = [float(x) for x in args.noise.split(",") if x]
     folder = Path(args.out) / args.tag
     if args.report:
         text = report(folder)
+        if args.compare:
+            text += "\nAll runs (F1; replay: noise-free, open: open-loop replay with rollout noise 0.05, " \
+                    "closed: closed-loop rollouts):\n\n" + compare(Path(args.out), args.compare.split(","))
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(text)
         print(text)

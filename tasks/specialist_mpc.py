@@ -44,12 +44,21 @@ log = logging.getLogger(__name__)
 IK_NOMINAL_FILE = "ik_nominal.npz"  # the IK nominal the MPC starts from (work folder only)
 PROGRESS_FILE = "mpc_progress.npz"  # the MPC's checkpoint (work folder only)
 # Std of the pre-tanh Gaussian noise on the zero residual in rollouts (times
-# ResidualConfig.scale of the half range); chosen on the dev set (benchmarks/mpc_dev.py):
-# diverse episodes, stored F1 close to the noise-free one.
+# ResidualConfig.scale of the half range: ~1.25% of each actuator's half range). RP1M rolls each
+# policy out 500 times "with different random seeds" (its stochastic DroQ actor); this noise is
+# what makes our episodes differ. Dev chunks (benchmarks/reports/mpc_dev.md): closed-loop
+# episodes differ (F1 sd 0.003-0.02 across seeds); open-loop replays lose 0.1-0.2 F1 at 0.05
+# and a little more at 0.1.
 MPC_ROLLOUT_NOISE = 0.05
 
 
 ROLLOUT_MODES = ("closed_loop", "open_loop")
+# The MPC of closed-loop rollouts: the short cheap one (36-50 CPU-s per 200 steps and rollout),
+# along the trajectory the default `MPCConfig` optimised. Dev chunks (benchmarks/reports/mpc_dev.md,
+# first 200 steps, dt 0.005, noise 0.05): stored F1 closed loop 0.71/0.88/0.49/0.68 (Nocturne, bwv846,
+# polonaise_op1n2, dichterliebe_no2) against 0.53/0.73/0.40/0.53 for open-loop noisy replays of the
+# same trajectory and 0.69/0.89/0.53/0.76 for its noise-free replay.
+TRACKING = MPCConfig(horizon=6, n_samples=15, n_iterations=1)
 
 
 @dataclass(frozen=True)
@@ -61,13 +70,14 @@ class MPCSpecialistConfig:
       rollout_noise: std of the rollouts' pre-tanh Gaussian noise on the zero residual
         (times `ResidualConfig.scale` of each actuator's half range).
       rollout_mode: ``closed_loop`` (the MPC corrects the noise) or ``open_loop`` (module docstring).
-      rollout_planner: the MPC of closed-loop rollouts (None: `planner`'s settings).
+      rollout_planner: the MPC of closed-loop rollouts (`TRACKING`; a dict in `from_dict`
+        overrides TRACKING's fields; None: `planner`'s settings).
     """
 
     planner: MPCConfig = field(default_factory=MPCConfig)
     rollout_noise: float = MPC_ROLLOUT_NOISE
     rollout_mode: str = "closed_loop"
-    rollout_planner: MPCConfig | None = None
+    rollout_planner: MPCConfig | None = TRACKING
 
     def __post_init__(self) -> None:
         if not 0.0 < self.rollout_noise <= 1.0:
@@ -89,9 +99,11 @@ class MPCSpecialistConfig:
         payload = dict(payload or {})
         noise = payload.pop("rollout_noise", MPC_ROLLOUT_NOISE)
         mode = payload.pop("rollout_mode", "closed_loop")
-        tracking = payload.pop("rollout_planner", None)
+        tracking = payload.pop("rollout_planner", {})
         if tracking is not None:
-            tracking = MPCConfig.from_dict(tracking, "mpc.rollout_planner")
+            if not isinstance(tracking, dict):
+                raise ValueError(f"mpc.rollout_planner={tracking!r}: expected a mapping of MPCConfig fields or null")
+            tracking = MPCConfig.from_dict({**TRACKING.as_dict(), **tracking}, "mpc.rollout_planner")
         return cls(MPCConfig.from_dict(payload, "mpc"), noise, mode, tracking)
 
     def digest(self) -> str:
@@ -268,6 +280,6 @@ def config_digest(config: MPCSpecialistConfig | None) -> str:
     return (config or MPCSpecialistConfig()).digest()
 
 
-__all__ = ["IK_NOMINAL_FILE", "MPC_ROLLOUT_NOISE", "MPCSpecialistConfig", "PROGRESS_FILE", "config_digest",
+__all__ = ["IK_NOMINAL_FILE", "MPC_ROLLOUT_NOISE", "MPCSpecialistConfig", "PROGRESS_FILE", "TRACKING", "config_digest",
            "closed_loop_actions", "closed_loop_nominals", "load_trajectory", "mpc_env", "noisy_replay_metrics", "rollout_actions",
            "rollout_residuals", "train_mpc", "ROLLOUT_MODES"]

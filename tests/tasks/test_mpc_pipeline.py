@@ -18,6 +18,7 @@ from tasks.specialist import NOMINAL_FILE, get_profile, read_manifest, run_key, 
 from tasks.rollouts import load_group, rollout_chunk
 from tasks.specialist_mpc import (
     IK_NOMINAL_FILE,
+    TRACKING,
     MPCSpecialistConfig,
     closed_loop_actions,
     noisy_replay_metrics,
@@ -25,7 +26,8 @@ from tasks.specialist_mpc import (
 )
 
 N_STEPS = 16
-TINY = {"n_samples": 3, "horizon": 3, "n_knots": 2}  # a few seconds for 16 steps
+TINY = {"n_samples": 3, "horizon": 3, "n_knots": 2, "n_iterations": 1}  # a few seconds for 16 steps
+TINY_MPC = {**TINY, "rollout_planner": TINY}  # closed-loop rollouts as small
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,10 @@ def test_mpc_kind_has_its_own_keys_and_validated_config():
     with pytest.raises(ValueError, match=r"mpc.rollout_planner: unknown fields \['k'\]"):
         MPCSpecialistConfig.from_dict({"rollout_planner": {"k": 1}})
     tracking = MPCSpecialistConfig.from_dict({"rollout_planner": {"n_samples": 2}})
-    assert tracking.tracking.n_samples == 2 and MPCSpecialistConfig().tracking == MPCSpecialistConfig().planner
+    assert tracking.tracking.n_samples == 2 and tracking.tracking.horizon == TRACKING.horizon  # over TRACKING
+    assert MPCSpecialistConfig().tracking == TRACKING != MPCSpecialistConfig().planner
+    untracked = MPCSpecialistConfig.from_dict({"rollout_planner": None})
+    assert untracked.tracking == untracked.planner and MPCSpecialistConfig.from_dict(untracked.as_dict()) == untracked
     assert MPCSpecialistConfig.from_dict(tracking.as_dict()) == tracking
     with pytest.raises(ValueError, match="horizon=0"):
         CollectConfig(specialist="mpc", mpc={"horizon": 0})
@@ -71,7 +76,7 @@ def test_mpc_specialist_collects_episodes_around_its_optimised_trajectory(tmp_pa
     chunk_file = tmp_path / "chunk.json"
     save_chunk(chunk, chunk_file)
     work = tmp_path / "work" / song.song_id / chunk.chunk_id
-    config = CollectConfig(songs=(song.ref,), specialist="mpc", mpc=TINY, n_rollouts=2, workers=1,
+    config = CollectConfig(songs=(song.ref,), specialist="mpc", mpc=TINY_MPC, n_rollouts=2, workers=1,
                            work_dir=str(tmp_path / "work"), shards_dir=str(tmp_path / "shards"),
                            specialists_dir=str(tmp_path / "specialists"), register=False)
     trained = train_chunk(str(chunk_file), str(work), config)  # a `python -m tasks.specialist --kind mpc` child
