@@ -31,8 +31,9 @@ Sections::
       specialists_dir: datasets/specialists
       env: {fingering: ot}      # EnvConfig fields (physics_timestep, four_fingers, ...) and the
                                 # reward's (fingering: ot | human | none, ot_reduction, ...)
-      specialist: droq          # droq | residual | ik (tasks.specialist.KINDS)
-      residual: {}              # tasks.specialist.ResidualSpecialistConfig fields (residual, ik)
+      specialist: droq          # droq | residual | ik | mpc (tasks.specialist.KINDS)
+      residual: {}              # tasks.specialist.ResidualSpecialistConfig fields (residual, ik, mpc)
+      mpc: {}                   # tasks.specialist_mpc.MPCSpecialistConfig fields (mpc)
     stats: {reports_dir: datasets/reports/stats}   # reads the shards of collect.shards_dir
     benchmark:                  # the policy benchmark (tasks/benchmark.py, RP1M Table 2)
       shards_dir: datasets/shards
@@ -98,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
         "env": {"fingering": "ot"},
         "specialist": "droq",
         "residual": {},
+        "mpc": {},
     },
     "stats": {"reports_dir": "datasets/reports/stats"},
     "benchmark": {
@@ -239,6 +241,7 @@ def _check_collect(check: _Checker, collect: dict[str, Any]) -> None:
         raise ParamsError(f"{check.source}: collect.env: {exc}") from None
     check.choice("collect.specialist", collect["specialist"], SPECIALIST_KINDS)
     check.mapping("collect.residual", collect["residual"])
+    check.mapping("collect.mpc", collect["mpc"])
 
 
 def _check_catalog_filter(check: _Checker, spec: Any) -> None:
