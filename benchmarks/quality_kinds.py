@@ -197,6 +197,8 @@ def _solve_nominal_plans(job: KindJob, manifest: dict) -> tuple[dict, list]:
 register_kind("ik", pipeline_fit("ik", noise_free="nominal"))
 register_kind("residual", pipeline_fit("residual"))
 register_kind("droq", pipeline_fit("droq", nominal_plans=False))
+# Predictive sampling around the IK nominal (tasks.specialist_mpc); its default MPCSpecialistConfig.
+register_kind("mpc", pipeline_fit("mpc", noise_free="nominal", train_kwargs=lambda job: {"mpc_config": None}))
 
 
 # ----------------------------------------------------------------------------------
