@@ -63,13 +63,15 @@ def prefect_server() -> Iterator[str | None]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
-        # Send the run's last logs while the server is up; the server's own goodbye is not sent
+        # Send the run's last logs and events while the server is up; the server's own goodbye is not sent
         # (else Prefect prints "Error logging to API" once it has gone).
+        from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
         from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED
 
-        with contextlib.suppress(Exception):
-            APILogWorker.drain_all(timeout=5)
+        for worker in (APILogWorker, EventsWorker):  # queued events each time out after ~7 s otherwise
+            with contextlib.suppress(Exception):
+                worker.drain_all(timeout=5)
         with temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: False}):
             server.stop()
 

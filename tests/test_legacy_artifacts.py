@@ -15,6 +15,8 @@ import tensorflow_datasets as tfds
 from agents.droq import DroQConfig
 from envs.piano.config import EnvConfig
 
+LEGACY_ENV = EnvConfig(physics_timestep=0.002)  # the default when the fixture was written
+
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy-eadcff1.tar.gz"
 PROFILE_ARGS = dict(total_steps=40, eval_every=20, checkpoint_every=20)
 
@@ -50,8 +52,8 @@ def test_old_specialist_loads_and_keeps_its_run_and_rollout_keys(legacy):
     state, manifest = load_specialist(work)
     profile = TrainProfile("fixture", **PROFILE_ARGS,
                            agent=DroQConfig(hidden_dims=(4,), batch_size=8, warmup_steps=20, buffer_size=40))
-    assert run_key(keys["chunk_id"], profile, EnvConfig(), 0) == manifest["run_key"] == keys["specialist_run_key"]
-    assert rollout_key(manifest["specialist_id"], 2, 0, EnvConfig()) == keys["rollout_key"]
+    assert run_key(keys["chunk_id"], profile, LEGACY_ENV, 0) == manifest["run_key"] == keys["specialist_run_key"]
+    assert rollout_key(manifest["specialist_id"], 2, 0, LEGACY_ENV) == keys["rollout_key"]
     from agents import droq
 
     action = droq.eval_actions(state, np.zeros((1, manifest["obs_dim"]), np.float32))

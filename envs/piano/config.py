@@ -39,7 +39,13 @@ class EnvConfig:
     """The RP1M piano task for one chunk of music."""
 
     control_timestep: float = 0.05  # s, 20 Hz control (RP1M Table 4)
-    physics_timestep: float = 0.002  # s, 500 Hz physics (DESIGN.md; robopianist's code default is 0.005)
+    # s, 200 Hz physics: robopianist's default, what RP1M ran. Chosen on evidence (issue 18,
+    # benchmarks/reports/timestep.md): on the 11 dev chunks the ik specialist's F1 is no worse
+    # than at 0.002 s (noise-free mean 0.466 vs 0.455, stored 0.440 vs 0.424), pressed
+    # (step, key) cells agree on 98.7-99.9% when the same actions are replayed at both, and a
+    # step costs 1/1.58 of one at 0.002 s. Specialists and shards made at 0.002 s stay readable
+    # (their manifests store their EnvConfig); their run keys differ from new ones.
+    physics_timestep: float = 0.005
     lookahead_steps: int = 10  # future goal steps, L = 11 with the current one (RP1M Table 4)
     gravity_compensation: bool = True  # RP1M Table 4
     reduced_action_space: bool = True  # 39-dim action (RP1M section 3)
