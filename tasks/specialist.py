@@ -173,16 +173,21 @@ def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: i
 
 
 def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, residual_config=None,
-                        *, seed: int | None = None, work_dir: Path | None = None):
-    """The env a specialist of `kind` acts in: a `PianoEnv` (droq) or a `ResidualEnv`
-    (residual, ik; its nominal trajectory is cached in `work_dir/nominal.npz`)."""
+                        *, seed: int | None = None, work_dir: Path | None = None, lean: bool = True):
+    """The env a specialist of `kind` acts in: the piano task (droq) or a `ResidualEnv`
+    (residual, ik; its nominal trajectory is cached in `work_dir/nominal.npz`), on the
+    lean path (`envs.piano.lean_env`: the same steps, cheaper) unless `lean` is False."""
     if check_kind(kind) == "droq":
+        if lean:
+            from envs.piano.lean_env import make_lean_env
+
+            return make_lean_env(chunk, env_config)
         return make_env(chunk, env_config, seed=seed)
     from envs.control.residual import make_residual_env
 
     nominal_file = Path(work_dir) / NOMINAL_FILE if work_dir is not None else None
     task = (residual_config or ResidualSpecialistConfig()).task
-    return make_residual_env(chunk, env_config, task, seed=seed, nominal_file=nominal_file)
+    return make_residual_env(chunk, env_config, task, seed=seed, nominal_file=nominal_file, lean=lean)
 
 
 def _residual_config(manifest: dict) -> ResidualSpecialistConfig:
