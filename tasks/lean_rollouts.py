@@ -24,7 +24,7 @@ class PlainGroup:
 
     def __init__(self, lean) -> None:
         self.lean = lean
-        self.obs_dim = sum(lean._sizes.values())
+        self.obs_dim = lean.obs_dim
 
     @property
     def n_steps(self) -> int:

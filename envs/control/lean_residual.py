@@ -56,7 +56,7 @@ class LeanResidual:
 
     @property
     def obs_dim(self) -> int:
-        return sum(self.lean._sizes.values()) + ACTION_DIM
+        return self.lean.obs_dim + ACTION_DIM
 
     def action_spec(self) -> specs.BoundedArray:
         """The residual's range, [-1, 1] per action (as `ResidualEnv`)."""

@@ -151,6 +151,11 @@ class LeanPiano:
     def n_lanes(self) -> int:
         return len(self._datas)
 
+    @property
+    def obs_dim(self) -> int:
+        """Length of the flat RP1M observation (1144 with the default goal steps)."""
+        return sum(self._sizes.values())
+
     def data(self, lane: int) -> mujoco.MjData:
         """The lane's MjData (read it; write it only through this class)."""
         return self._datas[lane]
