@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--lanes", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="threads of the rollout / batch drivers")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk-steps", type=int, default=None, help="cut the chunk to this many steps (quick runs)")
     parser.add_argument("--rollout-steps", type=int, default=200, help="rollouts section: episode length")
     parser.add_argument("--kinds", default="", help="kinds section: these kinds only (comma-separated)")
     parser.add_argument("--warmup", type=int, default=100, help="kinds section: warm-up steps of the short budgets")
@@ -213,6 +214,10 @@ def main() -> None:
     from envs.music.songs import load_song
 
     chunk = make_chunks(load_song(args.song))[0]
+    if args.chunk_steps:
+        from dataclasses import replace
+
+        chunk = replace(chunk, n_steps=min(args.chunk_steps, chunk.n_steps))
     ctx = Context(args, chunk)
     rows = [row for name in names for row in SECTIONS[name](ctx)]
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None

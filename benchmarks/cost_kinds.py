@@ -49,13 +49,14 @@ def _work(ctx) -> Path:
     return ctx.extra["work"]
 
 
-def _profile(total: int, warmup: int):
+def _profile(total: int, warmup: int, buffer: int):
     from agents.droq import DroQConfig
     from tasks.specialist import TrainProfile
 
-    # RP1M Table 4 sizes; one evaluation (at the end), no checkpoint
+    # RP1M Table 4 sizes; one evaluation (at the end), no checkpoint. The agent config is
+    # the same for every run (a static field of the jitted update: another one recompiles).
     return TrainProfile(f"cost-{total}", total_steps=total, eval_every=10**9, checkpoint_every=10**9,
-                        agent=DroQConfig(warmup_steps=warmup, buffer_size=total))
+                        agent=DroQConfig(warmup_steps=warmup, buffer_size=buffer))
 
 
 def _fresh_caches() -> None:
@@ -80,7 +81,7 @@ def section_rollouts(ctx) -> list:
     config = EnvConfig(physics_timestep=dt)
     chunk = replace(ctx.chunk, n_steps=min(ctx.args.rollout_steps, ctx.chunk.n_steps))
     work = _work(ctx) / f"rollouts-{dt}"
-    manifest = train_specialist(chunk, work / "droq", _profile(1, 1), config)  # an untrained RP1M-size actor
+    manifest = train_specialist(chunk, work / "droq", _profile(1, 1, 1), config)  # an untrained RP1M-size actor
     lanes = rollouts.LANES
     workers = {}
     for engine in rollouts.ENGINES:
@@ -124,16 +125,20 @@ def _specialist_cost(ctx, kind: str, chunk, config, work: Path) -> dict:
 
     warmup, (n1, n2) = ctx.args.warmup, ctx.args.train_steps
     paper = PROFILES["paper"]
+
+    def profile(n):
+        return _profile(warmup + n, warmup, warmup + n2)
+
     _fresh_caches()
-    first = train_specialist(chunk, work / "warm", _profile(warmup + n1, warmup), config, kind=kind)  # compiles
+    first = train_specialist(chunk, work / "warm", profile(n1), config, kind=kind)  # compiles
     _fresh_caches()
-    a, cpu_a, _ = cpu_of(lambda: train_specialist(chunk, work / "a", _profile(warmup + n1, warmup), config, kind=kind))
+    a, cpu_a, _ = cpu_of(lambda: train_specialist(chunk, work / "a", profile(n1), config, kind=kind))
     out = {"trains": a["steps"] > 0, "run_a_cpu_s": cpu_a}
     if not out["trains"]:  # planning (and one evaluation) is the whole specialist
         out.update(per_step_s=0.0, eval_s=None, paper_s=cpu_a)
         return out
     _fresh_caches()
-    _, cpu_b, _ = cpu_of(lambda: train_specialist(chunk, work / "b", _profile(warmup + n2, warmup), config, kind=kind))
+    _, cpu_b, _ = cpu_of(lambda: train_specialist(chunk, work / "b", profile(n2), config, kind=kind))
     per_step = (cpu_b - cpu_a) / (n2 - n1)
     state, manifest = load_specialist(work / "a")
     env = specialist_env(manifest, chunk, work_dir=work / "a")
@@ -158,6 +163,7 @@ def _collection_cost(kind: str, chunk, config, work: Path) -> dict:
     steps = LANES * chunk.n_steps
     per_step = (two - one) / steps
     episodes = list(iter_rollout_episodes(work / "r2"))
+    write_song_dataset(work / "warm-shards", chunk.song_id, episodes[:1])  # untimed: TF / TFDS set-up
     _, shard_s, _ = cpu_of(lambda: write_song_dataset(work / "shards", chunk.song_id, episodes))
     return {"rollout_step_s": per_step, "rollout_setup_s": one - per_step * steps,
             "shard_step_s": shard_s / (len(episodes) * chunk.n_steps)}

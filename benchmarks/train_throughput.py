@@ -50,29 +50,34 @@ def _train(chunk, work: Path, profile, engine: str, seed: int = 0):
         specialist.make_specialist_env = original
 
 
-def _profile(name: str, total: int, warmup: int, eval_every: int | None = None):
+def _profile(name: str, total: int, warmup: int, buffer: int, eval_every: int | None = None):
     from agents import droq
     from tasks.specialist import TrainProfile
 
     eval_every = eval_every or 10 * total
     return TrainProfile(name, total_steps=total, eval_every=eval_every, checkpoint_every=10 * total,
-                        agent=droq.DroQConfig(warmup_steps=warmup, buffer_size=total))
+                        agent=droq.DroQConfig(warmup_steps=warmup, buffer_size=buffer))
 
 
 def loop_rates(chunk, steps: int, repeats: int, tmp: Path) -> dict:
-    """{engine: {phase: (per-core rate, wall rate)}} for collect_only and training."""
+    """{engine: {phase: (per-core rate, wall rate)}} for collect_only and training.
+
+    Runs of S, 2S and 3S steps with the same agent config (2S warm-up steps): 2S - S is
+    S warm-up steps, 3S - 2S is S training steps. One config for all runs: it is a static
+    field of the jitted update, and each new one would compile it again inside a run.
+    """
     best = {e: {"collect_only": (0.0, 0.0), "training": (0.0, 0.0)} for e in ENGINES}
     for engine in ENGINES:  # untimed: compiles, env templates, first touches
-        _train(chunk, tmp / f"warm-{engine}", _profile("warm", 2 * steps, steps), engine)
+        _train(chunk, tmp / f"warm-{engine}", _profile("warm", 3 * steps, 2 * steps, 3 * steps), engine)
     for rep in range(repeats):
         for engine in ENGINES:
             runs = {}
-            for name, total, warmup in (("base", steps, steps), ("collect", 2 * steps, 2 * steps),
-                                        ("learn", 2 * steps, steps)):
-                _, cpu, wall = _train(chunk, tmp / f"{engine}-{name}-{rep}", _profile(name, total, warmup), engine)
-                runs[name] = (cpu, wall)
-            for phase, run in (("collect_only", "collect"), ("training", "learn")):
-                rate = tuple(steps / max(runs[run][i] - runs["base"][i], 1e-9) for i in (0, 1))
+            for n in (1, 2, 3):
+                _, cpu, wall = _train(chunk, tmp / f"{engine}-{n}-{rep}",
+                                      _profile(f"r{n}", n * steps, 2 * steps, 3 * steps), engine)
+                runs[n] = (cpu, wall)
+            for phase, (lo, hi) in (("collect_only", (1, 2)), ("training", (2, 3))):
+                rate = tuple(steps / max(runs[hi][i] - runs[lo][i], 1e-9) for i in (0, 1))
                 best[engine][phase] = tuple(max(a, b) for a, b in zip(best[engine][phase], rate))
     return best
 
@@ -107,7 +112,7 @@ def act_and_update_rates(repeats: int) -> dict:
 
 
 def curves(chunk, total: int, tmp: Path) -> dict:
-    profile = _profile("curve", total, min(5000, total // 4), eval_every=max(1, total // 4))
+    profile = _profile("curve", total, min(5000, total // 4), total, eval_every=max(1, total // 4))
     return {engine: _train(chunk, tmp / f"curve-{engine}", profile, engine)[0]["curve"] for engine in ENGINES}
 
 
