@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,15 @@ def temporary_path(path: str | Path, tag: str = "tmp") -> Path:
     """A unique hidden sibling of `path` that keeps its suffix (np.savez, savefig and ffmpeg go by it)."""
     path = Path(path)
     return path.with_name(f".{path.stem}.{tag}-{uuid.uuid4().hex[:12]}{path.suffix}")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (manifests list it per file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fsync_dir(path: str | Path) -> None:

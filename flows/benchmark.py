@@ -53,7 +53,7 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
     # 1. policies: submitted only where no folder carries the key
     policies = []  # (train_set, method, key, future | None)
     for train_set in plan["train_sets"]:
-        for method in config.methods:
+        for method in config.scaled_methods():
             entry = {"method": method.label, "train_songs": len(train_set)}
             try:
                 key = policy_key(method, [Path(d) for d in train_set], steps=steps, seed=config.seed)

@@ -182,7 +182,7 @@ def run_collection(config: CollectConfig) -> dict:
     if config.runner == "ray":
         from prefect_ray import RayTaskRunner
 
-        runner = RayTaskRunner(address=config.address) if config.address else RayTaskRunner()
+        runner = RayTaskRunner(address=config.ray_address) if config.ray_address else RayTaskRunner()
     else:
         runner = ThreadPoolTaskRunner(max_workers=config.parallel_chunks)
     os.makedirs(config.work_dir, exist_ok=True)

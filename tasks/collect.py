@@ -24,12 +24,10 @@ and the versioned outputs (DVC):
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -43,8 +41,10 @@ from envs import atomic
 from envs.piano.config import EnvConfig
 from tasks.names import NOMINAL_FILE, SONG_MANIFEST, SPECIALIST_MANIFEST
 from tasks.names import ROLLOUTS_MANIFEST as ROLLOUT_MANIFEST
+from tasks.params import env_config_dict
 from tasks.rollouts import rollout_key
 from tasks.specialist import check_kind, get_profile, run_key
+from tasks.stop import check_stop, die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 # Rollouts per specialist for each budget; RP1M section 4.3 uses 500.
@@ -67,7 +67,7 @@ class CollectConfig:
     specialists_dir: str = "datasets/specialists"
     register: bool = True
     runner: str = "local"  # local | ray
-    address: str | None = None  # ray cluster address (runner=ray)
+    ray_address: str | None = None  # Ray cluster address (runner=ray)
 
     def __post_init__(self) -> None:
         get_profile(self.profile)  # names the bad profile
@@ -90,7 +90,7 @@ class CollectConfig:
         return self.n_rollouts or PROFILE_ROLLOUTS[self.profile]
 
     def env_config(self) -> EnvConfig:
-        return EnvConfig.from_dict(self.env)
+        return EnvConfig.from_dict(env_config_dict(self.env))
 
     def residual_config(self):
         """The `tasks.specialist.ResidualSpecialistConfig` of residual/ik specialists (None for droq)."""
@@ -102,10 +102,12 @@ class CollectConfig:
 
     @classmethod
     def from_params(cls, params: dict, **overrides) -> "CollectConfig":
+        """From a validated `collect:` section (`tasks.params.load_params`; `catalog_filter`
+        already resolved to `songs`), command-line overrides (not None) on top."""
         known = set(cls.__dataclass_fields__)
         unknown = set(params) - known - {"catalog_filter"}
         if unknown:
-            raise ValueError(f"params.yaml collect: unknown keys {sorted(unknown)}")
+            raise ValueError(f"params.yaml collect: unknown keys {sorted(unknown)} (known: {sorted(known)})")
         values = {k: v for k, v in params.items() if k in known}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "songs" in values:
@@ -189,22 +191,15 @@ def executor() -> str:
     return f"local-pid:{os.getpid()}"
 
 
-def _die_with_parent() -> None:
-    """Run in the child before exec: SIGKILL it when the parent dies (Linux prctl)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
     """Train (or resume) a chunk's specialist in a child process; publish the result
     to `specialists_dir/<chunk_id>`."""
+    check_stop(f"training {chunk_file}")
     work = (Path(chunk_work) / "specialist").resolve()
     cmd = [sys.executable, "-m", "tasks.specialist", str(Path(chunk_file).resolve()), str(work), "--profile", config.profile,
-           "--seed", str(config.seed), "--env-config", json.dumps(config.env), "--kind", config.specialist,
+           "--seed", str(config.seed), "--env-config", json.dumps(config.env_config().as_dict()), "--kind", config.specialist,
            "--residual-config", json.dumps(config.residual)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=_die_with_parent)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-1500:]
         raise RuntimeError(f"training {chunk_file} failed (exit {proc.returncode}): {tail}")
@@ -229,6 +224,7 @@ def publish_specialist(work: Path, dest: Path) -> None:
 
 
 def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: CollectConfig) -> dict:
+    check_stop(f"rollouts of {chunk_file}")
     from envs.music.chunks import load_chunk
     from tasks.rollouts import rollout_chunk
 
@@ -242,6 +238,7 @@ def rollout_chunk_step(song_id: str, chunk_file: str, chunk_work: str, config: C
 
 def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], config: CollectConfig) -> dict:
     """Merge the song's chunk rollouts into its TFDS folder (atomic swap)."""
+    check_stop(f"writing song {song_id}")
     from tasks.rlds import write_song_dataset
     from tasks.rollouts import iter_rollout_episodes
 
@@ -260,6 +257,27 @@ def write_song(song_id: str, chunk_works: list[str], chunk_ids: list[str], confi
 
 def record_status(work_dir: str, song_id: str, record: dict) -> None:
     atomic.write_json(Path(work_dir) / "status" / f"{song_id}.json", record)
+
+
+def collection_status(work_dir: str | Path, shards_dir: str | Path) -> list[dict]:
+    """done / failed / pending per song, from the status records and the shard manifests."""
+    from tasks.rlds import ShardError, read_manifest
+
+    rows = []
+    status_dir = Path(work_dir) / "status"
+    for path in sorted(status_dir.glob("*.json")) if status_dir.exists() else []:
+        rec = json.loads(path.read_text())
+        try:
+            manifest = read_manifest(Path(shards_dir) / rec["song_id"])
+            episodes, steps = manifest.n_episodes, manifest.n_steps
+        except (FileNotFoundError, ShardError):  # absent or incomplete folder
+            episodes, steps = 0, 0
+        state = rec["status"]
+        if state in ("done", "cached") and not episodes:
+            state = "pending"  # the record says done but the shards are gone
+        rows.append({"ref": rec.get("ref"), "song_id": rec["song_id"], "status": state, "stage": rec.get("stage"),
+                     "error": rec.get("error"), "episodes": episodes, "steps": steps})
+    return rows
 
 
 # --- Prefect task wrappers (coarse: one per song/chunk and stage) ----------------------

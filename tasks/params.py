@@ -1,4 +1,9 @@
-"""`params.yaml`: the single source of run parameters the flows read.
+"""`params.yaml`: the one parser of the run parameters every command reads.
+
+`pianoset collect|benchmark|stats|status|publish|pull` and the DVC stages all
+read the file through `load_params` (no other code parses it) and build their
+frozen configs from the validated sections (`tasks.collect.CollectConfig.
+from_params`, `tasks.benchmark.BenchmarkConfig.from_params`).
 
 DVC reads the same file: the `collect` stage of `dvc.yaml` depends on the
 `collect` section (so `dvc status` says when the recorded shards were made
@@ -9,27 +14,32 @@ was expected ("params.yaml: collect.workers = 0, expected an integer >= 1").
 
 Sections::
 
+    catalog: {sources: [robopianist, music21]}   # what the `catalog` DVC stage builds
     collect:
       songs: [robopianist:TwinkleTwinkleRousseau, ...]   # explicit refs, or
       catalog_filter: {source, playable, max_duration_s, limit, query}
       profile: smoke            # training budget (tasks.specialist.PROFILES)
-      n_rollouts: 500           # rollouts per chunk (RP1M: 500)
-      workers: 2
+      n_rollouts: null          # rollouts per chunk; null: per profile (smoke 16, cpu 100, paper 500 = RP1M)
+      workers: 2                # rollout worker processes per chunk
+      parallel_chunks: 2        # chunks trained at once (local runner)
       seed: 0
       runner: local             # local | ray
-      ray_address: null         # for runner: ray
+      ray_address: null         # Ray cluster address, for runner: ray
+      register: true            # record new shards with DVC after the run
       work_dir: work            # checkpoints, rollouts (git-ignored, not DVC-tracked; may be absolute)
       shards_dir: datasets/shards
       specialists_dir: datasets/specialists
-      env: {fingering: ot}      # envs.piano.config.FINGERING_MODES
+      env: {fingering: ot}      # EnvConfig fields (physics_timestep, four_fingers, ...) and the
+                                # reward's (fingering: ot | human | none, ot_reduction, ...)
       specialist: droq          # droq | residual | ik (tasks.specialist.KINDS)
       residual: {}              # tasks.specialist.ResidualSpecialistConfig fields (residual, ik)
-    stats: {reports_dir: datasets/reports/stats}
+    stats: {reports_dir: datasets/reports/stats}   # reads the shards of collect.shards_dir
     benchmark:                  # the policy benchmark (tasks/benchmark.py, RP1M Table 2)
       shards_dir: datasets/shards
       train_songs: null         # song ids to train on (null: every complete song folder)
       train_sizes: null         # e.g. [50, 150, 300]: first N songs (null: one set, all)
       profile: smoke            # training steps per policy (tasks.benchmark.PROFILE_STEPS)
+      model_scale: small        # small: sizes capped to fit 24 GiB (tasks.benchmark.SMALL_SCALE); paper: RP1M's
       steps: null               # overrides the profile's steps
       seed: 0
       methods: [{label, policy, config}, ...]   # null: RP1M Table 2's six columns
@@ -43,8 +53,10 @@ Sections::
     dvc: {remote_name: local, remote_url: ~/.cache/pianoset/dvc-remote}
 
 `collect` takes exactly one of `songs` and `catalog_filter`. The profile name
-is checked by `tasks.specialist.get_profile` when the flow runs (importing it
-here would pull JAX into every reader of this file).
+and the `residual` fields are checked when the configs are built
+(`tasks.specialist`; importing it here would pull JAX into every reader of
+this file). An unknown key is an error naming the key, its section and the
+keys allowed there.
 """
 
 from __future__ import annotations
@@ -56,7 +68,7 @@ from typing import Any
 
 import yaml
 
-from envs.piano.config import FINGERING_MODES
+from envs.piano.config import FINGERING_MODES, EnvConfig, RewardConfig
 from tasks.names import SPECIALIST_KINDS
 
 RUNNERS = ("local", "ray")
@@ -64,13 +76,16 @@ DEFAULT_REMOTE_NAME = "local"
 DEFAULT_REMOTE_URL = "~/.cache/pianoset/dvc-remote"  # expanded on the machine that configures it
 
 DEFAULTS: dict[str, Any] = {
+    "catalog": {"sources": ["robopianist", "music21"]},
     "collect": {
         "profile": "smoke",
-        "n_rollouts": 500,
+        "n_rollouts": None,  # None: per profile (tasks.collect.PROFILE_ROLLOUTS; paper: RP1M's 500)
         "workers": 2,
+        "parallel_chunks": 2,
         "seed": 0,
         "runner": "local",
         "ray_address": None,
+        "register": True,
         "work_dir": "work",
         "shards_dir": "datasets/shards",
         "specialists_dir": "datasets/specialists",
@@ -84,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
         "train_songs": None,
         "train_sizes": None,
         "profile": "smoke",
+        "model_scale": "small",  # tasks.benchmark.MODEL_SCALES: small fits a 24 GiB machine, paper is RP1M's
         "steps": None,
         "seed": 0,
         "methods": None,  # None: RP1M Table 2's columns (tasks.benchmark.RP1M_METHODS)
@@ -98,14 +114,30 @@ DEFAULTS: dict[str, Any] = {
     "dvc": {"remote_name": DEFAULT_REMOTE_NAME, "remote_url": DEFAULT_REMOTE_URL},
 }
 CATALOG_FILTER_KEYS = ("source", "playable", "max_duration_s", "limit", "query")
+# The two built-in songs of `pianoset collect` without --params (and of `make demo`).
+DEFAULT_SONGS = ("robopianist:TwinkleTwinkleRousseau", "robopianist:CMajorScaleTwoHands")
+_REWARD_FIELDS = tuple(RewardConfig.__dataclass_fields__)
+_ENV_FIELDS = tuple(f for f in EnvConfig.__dataclass_fields__ if f != "reward")
+
+
+def env_config_dict(env: Mapping[str, Any]) -> dict[str, Any]:
+    """A `collect.env` section (EnvConfig fields, the reward's fields flat beside them) as the
+    nested dict `EnvConfig.from_dict` takes."""
+    env = dict(env)
+    reward = dict(env.pop("reward", {}) or {})
+    reward.update({k: env.pop(k) for k in list(env) if k in _REWARD_FIELDS})
+    return {**env, "reward": reward} if reward else env
 
 
 class ParamsError(ValueError):
     """params.yaml is missing, unreadable, or has a bad value."""
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """The validated parameters of `path`, defaults filled in. Raises `ParamsError`."""
+def load_params(path: str | Path | None = "params.yaml") -> dict[str, Any]:
+    """The validated parameters of `path` (None: the defaults alone), defaults filled in.
+    Raises `ParamsError`."""
+    if path is None:
+        return validate_params({"collect": {"songs": list(DEFAULT_SONGS)}}, source="defaults")
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: no such parameters file")
@@ -125,6 +157,12 @@ def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, Any]:
     for section in DEFAULTS:
         given = check.mapping(section, raw.get(section, {}))
         params[section].update(given)
+    check.known_keys("catalog", params["catalog"], DEFAULTS["catalog"])
+    sources = params["catalog"]["sources"]
+    if not isinstance(sources, list) or not sources:
+        check.fail("catalog.sources", sources, "a non-empty list of sources (robopianist, music21, a MIDI folder)")
+    for i, source in enumerate(sources):
+        check.string(f"catalog.sources[{i}]", source)
     _check_collect(check, params["collect"])
     check.path("stats.reports_dir", params["stats"]["reports_dir"])
     check.known_keys("stats", params["stats"], DEFAULTS["stats"])
@@ -149,9 +187,13 @@ def _check_collect(check: _Checker, collect: dict[str, Any]) -> None:
     else:
         _check_catalog_filter(check, collect["catalog_filter"])
     check.string("collect.profile", collect["profile"])
-    check.integer("collect.n_rollouts", collect["n_rollouts"], minimum=1)
+    if collect["n_rollouts"] is not None:
+        check.integer("collect.n_rollouts", collect["n_rollouts"], minimum=1)
     check.integer("collect.workers", collect["workers"], minimum=1)
+    check.integer("collect.parallel_chunks", collect["parallel_chunks"], minimum=1)
     check.integer("collect.seed", collect["seed"], minimum=0)
+    if not isinstance(collect["register"], bool):
+        check.fail("collect.register", collect["register"], "true or false")
     check.choice("collect.runner", collect["runner"], RUNNERS)
     if collect["ray_address"] is not None:
         check.string("collect.ray_address", collect["ray_address"])
@@ -159,9 +201,17 @@ def _check_collect(check: _Checker, collect: dict[str, Any]) -> None:
     for key in ("shards_dir", "specialists_dir"):  # DVC outputs: inside the repository
         check.path(f"collect.{key}", collect[key])
     env = check.mapping("collect.env", collect["env"])
-    check.known_keys("collect.env", env, DEFAULTS["collect"]["env"])
+    check.known_keys("collect.env", env, dict.fromkeys(_ENV_FIELDS + _REWARD_FIELDS + ("reward",)))
+    if "reward" in env:
+        check.known_keys("collect.env.reward", check.mapping("collect.env.reward", env["reward"]),
+                         dict.fromkeys(_REWARD_FIELDS))
     collect["env"] = {**DEFAULTS["collect"]["env"], **env}
-    check.choice("collect.env.fingering", collect["env"]["fingering"], FINGERING_MODES)
+    if "fingering" in collect["env"]:
+        check.choice("collect.env.fingering", collect["env"]["fingering"], FINGERING_MODES)
+    try:
+        EnvConfig.from_dict(env_config_dict(collect["env"]))
+    except (TypeError, ValueError) as exc:
+        raise ParamsError(f"{check.source}: collect.env: {exc}") from None
     check.choice("collect.specialist", collect["specialist"], SPECIALIST_KINDS)
     check.mapping("collect.residual", collect["residual"])
 
@@ -200,6 +250,7 @@ def _check_benchmark(check: _Checker, bench: dict[str, Any]) -> None:
         for i, size in enumerate(sizes):
             check.integer(f"benchmark.train_sizes[{i}]", size, minimum=1)
     check.string("benchmark.profile", bench["profile"])
+    check.choice("benchmark.model_scale", bench["model_scale"], ("small", "paper"))
     if bench["steps"] is not None:
         check.integer("benchmark.steps", bench["steps"], minimum=1)
     check.integer("benchmark.seed", bench["seed"], minimum=0)

@@ -43,6 +43,7 @@ from envs.piano.config import EnvConfig
 from envs.piano.metrics import key_press_metrics
 from envs.piano.spec import OBSERVATION_KEYS
 from tasks.names import ROLLOUTS_MANIFEST as MANIFEST
+from tasks.stop import STOP, check_stop
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,10 @@ def _run_group_env(worker: dict, seeds: list[int]) -> list[list[dict]]:
                 "ot_key_for_finger": info["ot_key_for_finger"],
                 "pressed_keys": info["pressed_keys"],
                 "sustain_pressed": info["sustain_pressed"],
-                # The fingering term of the configured mode (OT, or human labels).
-                "reward_ot": terms.get("ot", terms.get("fingering", 0.0)),
+                # The fingering term of the configured mode (OT, or human labels;
+                # episode metadata `fingering_mode`) and the residual's mimic term.
+                "reward_fingering": terms.get("ot", terms.get("fingering", 0.0)),
+                "reward_mimic": terms.get("mimic", 0.0),
                 "reward_press": terms["press"],
                 "reward_sustain": terms["sustain"],
                 "reward_collision": terms["collision"],
@@ -236,6 +239,7 @@ def _episode_metadata(job: RolloutJob, ep: dict) -> dict:
         "chunk_index": job.chunk.index,
         "rollout_seed": ep["seed"],
         "specialist_id": job.specialist_id,
+        "fingering_mode": job.env_config.reward.fingering,
         **ep["metrics"],
         "n_steps": len(ep["steps"]),
     }
@@ -285,7 +289,7 @@ def _run_groups_parallel(args: list[tuple[RolloutJob, int, str]], workers: int, 
 
     def take() -> tuple | None:
         with lock:
-            if errors or not pending:
+            if errors or not pending or STOP.is_set():  # a stopping run starts no new group
                 return None
             return pending.popleft()
 
@@ -329,6 +333,7 @@ def _run_groups_parallel(args: list[tuple[RolloutJob, int, str]], workers: int, 
         finished.wait()
         if errors:
             raise errors[0]
+    check_stop(label)
 
 
 def rollout_chunk(
@@ -373,6 +378,7 @@ def rollout_chunk(
         args = [(job, g, str(out_dir)) for g in todo]
         if workers <= 1:
             for done, arg in enumerate(args, 1):
+                check_stop(chunk.chunk_id)
                 _run_and_save_group(arg)
                 log.info("%s: group %d/%d written", chunk.chunk_id, done, len(todo))
         else:

@@ -30,6 +30,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,7 @@ import jax
 from agents import droq
 from agents.common import restore, save_checkpoint
 from agents.droq.config import ResidualLearning
-from agents.droq.train import LoopConfig, evaluate, train
+from agents.droq.train import LoopConfig, TrainingStopped, evaluate, train
 from envs import atomic
 from envs.piano.config import EnvConfig
 from envs.piano.env import make_env
@@ -234,6 +236,7 @@ def train_specialist(
     kind: str = "droq",
     residual_config=None,
     on_progress: Callable[[int, int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Train (or resume, or reuse) the specialist of `chunk`; returns its manifest.
 
@@ -294,7 +297,7 @@ def train_specialist(
 
     result = train(env, profile.agent, profile.loop, work_dir / "checkpoints", run_key=key, seed=seed,
                    residual=residual_config.learning if kind == "residual" else None, on_evaluation=save_curve,
-                   name=chunk.chunk_id)
+                   should_stop=should_stop, name=chunk.chunk_id)
     curve, step = result.curve, result.steps
     save_checkpoint(work_dir / "specialist", step, result.state, metadata={"run_key": key}, keep=1)
     manifest = {
@@ -335,8 +338,17 @@ def main(argv: list[str] | None = None) -> None:
     residual_config = None
     if args.kind != "droq":
         residual_config = ResidualSpecialistConfig.from_dict(json.loads(args.residual_config))
-    manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config, seed=args.seed,
-                                kind=args.kind, residual_config=residual_config)
+    # SIGTERM (the run stopping, or its parent dying: tasks.stop.die_with_parent) saves a checkpoint
+    # at the next step and exits 143; the next run resumes from it.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config,
+                                    seed=args.seed, kind=args.kind, residual_config=residual_config,
+                                    should_stop=stop.is_set)
+    except TrainingStopped as exc:
+        log.info("%s: %s", args.chunk_file, exc)
+        raise SystemExit(128 + signal.SIGTERM) from None
     print(json.dumps({k: manifest[k] for k in ("specialist_id", "kind", "steps", "final", "resumed_from_step")}))
 
 

@@ -41,6 +41,14 @@ class LoopConfig:
     keep_checkpoints: int = 2
 
 
+class TrainingStopped(Exception):
+    """`should_stop()` asked the loop to stop; a checkpoint of the step reached was saved."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"training stopped at step {step} (checkpoint saved)")
+        self.step = step
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     state: droq.DroQState
@@ -82,10 +90,12 @@ def train(
     seed: int,
     residual: ResidualLearning | None = None,
     on_evaluation: Callable[[dict, list], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     name: str = "specialist",
 ) -> TrainResult:
     """Train (or resume from `checkpoint_dir`) a DroQ agent in `env`; `residual` starts it at the
-    nominal of a residual env. `on_evaluation(point, curve)` is called after each evaluation."""
+    nominal of a residual env. `on_evaluation(point, curve)` is called after each evaluation;
+    when `should_stop()` turns true the loop saves a checkpoint and raises `TrainingStopped`."""
     flatten = flat_observation_fn(env)
     obs_dim = observation_dim(env)
     spec = env.action_spec()
@@ -131,7 +141,18 @@ def train(
     obs = flatten(timestep.observation)
     started, steps_at_start = time.perf_counter(), step
     last_metrics: dict = {}
+    def checkpoint() -> None:
+        save_checkpoint(
+            checkpoint_dir, step, state, arrays=buffer.state_dict(),
+            metadata={"run_key": run_key, "step": step, "numpy_rng": rng.bit_generator.state, "curve": curve},
+            keep=loop.keep_checkpoints,
+        )
+
     while step < loop.total_steps:
+        if should_stop is not None and should_stop():
+            if step > (resumed_from or 0):
+                checkpoint()
+            raise TrainingStopped(step)
         if step < config.warmup_steps:
             action = warmup_action(action_dim)
         else:
@@ -160,10 +181,6 @@ def train(
             if on_evaluation:
                 on_evaluation(point, curve)
         if step % loop.checkpoint_every == 0 and step < loop.total_steps:
-            save_checkpoint(
-                checkpoint_dir, step, state, arrays=buffer.state_dict(),
-                metadata={"run_key": run_key, "step": step, "numpy_rng": rng.bit_generator.state, "curve": curve},
-                keep=loop.keep_checkpoints,
-            )
+            checkpoint()
     return TrainResult(state=state, agent_config=config, steps=step, curve=curve, resumed_from_step=resumed_from,
                        seconds=time.perf_counter() - started)

@@ -153,6 +153,19 @@ def filter_catalog(
     return out
 
 
+def select_songs(spec: dict, catalog_dir: str | Path = DEFAULT_CATALOG_DIR) -> list[str]:
+    """Refs of the catalog rows that `params.yaml`'s `collect.catalog_filter` selects: `source`,
+    `playable` (default true), `max_duration_s`, `query` (every word in title, ref or id), then the
+    first `limit`. Raises ValueError naming the filter when nothing matches."""
+    rows = filter_catalog(load_catalog(catalog_dir), source=spec.get("source"), playable=spec.get("playable", True),
+                          query=spec.get("query"), max_duration=spec.get("max_duration_s"))
+    refs = [row.ref for row in rows][: spec.get("limit")]
+    if not refs:
+        raise ValueError(f"collect.catalog_filter {spec} matches no song in {catalog_dir} "
+                         "(build the catalog first: `pianoset songs --source ...`)")
+    return refs
+
+
 def resolve_song(song: str, catalog_dir: str | Path = DEFAULT_CATALOG_DIR):
     """A song given as a catalog ref ("music21:bach/bwv66.6"), a MIDI path, a
     catalog id or title, or a robopianist library name."""

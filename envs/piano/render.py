@@ -59,6 +59,27 @@ def synthesize(midi_events, sample_rate: int, n_samples: int) -> np.ndarray:
     return padded
 
 
+# Key colours of a rendered frame (RGBA): pressed and should be down, should be down
+# but not pressed (a missed note), pressed but should not be (a wrong note).
+KEY_COLORS = {"correct": (0.2, 0.8, 0.2, 1.0), "missed": (1.0, 0.6, 0.0, 1.0), "wrong": (0.9, 0.1, 0.1, 1.0)}
+
+
+class _KeyPainter:
+    """Colours each key by what the step just played did with it (the goal of the step and the keys
+    down after it), so a viewer sees which notes were missed; other keys keep their own colour."""
+
+    def __init__(self, env) -> None:
+        self._physics = env.physics
+        self._geoms = [self._physics.bind(key.geom[0]) for key in env.task.piano.keys]
+        self._rest = [np.array(g.rgba) for g in self._geoms]
+
+    def paint(self, goal: np.ndarray | None, pressed: np.ndarray | None) -> None:
+        for i, geom in enumerate(self._geoms):
+            down, due = (bool(pressed[i]), bool(goal[i])) if goal is not None else (False, False)
+            state = "correct" if down and due else "missed" if due else "wrong" if down else None
+            geom.rgba = KEY_COLORS[state] if state else self._rest[i]
+
+
 def render_episode(
     env,
     next_action: Callable[[dict, int], np.ndarray],
@@ -68,17 +89,22 @@ def render_episode(
     width: int = 640,
     height: int = 480,
 ) -> RenderResult:
-    """Run one episode of `env` with `next_action(observation, t)` and write an MP4 with sound."""
+    """Run one episode of `env` with `next_action(observation, t)` and write an MP4 with sound; keys
+    are coloured by `KEY_COLORS` (correct, missed, wrong) after each step."""
     from robopianist.music import constants as music_consts
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fps = 1.0 / env.config.control_timestep
     timestep = env.reset()
+    painter = _KeyPainter(env)
+    painter.paint(None, None)
     frames = [env.physics.render(height=height, width=width, camera_id=camera)]
     t = 0
     while not timestep.last():
         timestep = env.step(next_action(timestep.observation, t))
+        info = env.step_info()
+        painter.paint(info["goal_keys"], info["pressed_keys"])
         frames.append(env.physics.render(height=height, width=width, camera_id=camera))
         t += 1
     events = env.task.piano.midi_module.get_all_midi_messages()

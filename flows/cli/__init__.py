@@ -10,7 +10,9 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log (its "Unable to register cuDNN factory" errors on a CPU-only
+# machine) is silent unless `pianoset --verbose` (flows.cli.common.main) turns it on.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The ephemeral Prefect server can take longer than Prefect's 20 s default to
 # start on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -20,7 +22,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 # isort: off
-from flows.cli import music, play, collect, reports, registry  # noqa: E402,F401 (they register their commands, in this order)
+from flows.cli import music, video, play, collect, reports, registry  # noqa: E402,F401 (they register their commands, in this order)
 # isort: on
 from flows.cli.common import app  # noqa: E402
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -19,21 +18,9 @@ from flows.cli.common import (
     fail,
     out,
     progress_bar,
+    run_flow,
 )
-
-
-def _songs_from_catalog(spec: dict) -> list[str]:
-    """Song refs of the playable catalog rows matching params.yaml's catalog_filter."""
-    from envs.music.catalog import filter_catalog, load_catalog
-
-    rows = filter_catalog(load_catalog(CATALOG_DIR), source=spec.get("source"), playable=spec.get("playable", True),
-                          max_duration=spec.get("max_duration_s"))
-    refs = [row.ref for row in rows][: spec.get("limit")]
-    if not refs:
-        fail(f"params.yaml collect.catalog_filter {spec} matches no song in {CATALOG_DIR} (run `pianoset songs` first)")
-    return refs
-
-
+from tasks.rlds.spec import DATASET_VERSION
 
 
 @app.command()
@@ -55,27 +42,23 @@ def collect(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Launch (or resume: rerun the same command) an RP1M-style collection."""
+    from envs.music.catalog import select_songs
     from flows.collect import run_collection
     from flows.common import set_progress_hook
     from tasks.collect import CollectConfig
+    from tasks.params import ParamsError, load_params
 
-    section = {}
-    if params is not None:
-        import yaml
-
-        if not params.exists():
-            fail(f"{params}: no such params file")
-        section = dict((yaml.safe_load(params.read_text()) or {}).get("collect", {}))
-        spec = section.pop("catalog_filter", None)
-        if spec and not songs and not section.get("songs"):
-            section["songs"] = _songs_from_catalog(spec)
     try:
+        section = load_params(params)["collect"]
+        spec = section.pop("catalog_filter", None)
+        if spec and not songs:
+            section["songs"] = select_songs(spec, CATALOG_DIR)
         config = CollectConfig.from_params(
             section, songs=tuple(songs) if songs else None, profile=profile, specialist=specialist,
             n_rollouts=rollouts, workers=workers,
-            parallel_chunks=parallel_chunks, seed=seed, runner=runner, address=address, work_dir=work_dir,
+            parallel_chunks=parallel_chunks, seed=seed, runner=runner, ray_address=address, work_dir=work_dir,
             shards_dir=shards_dir, register=register)
-    except ValueError as exc:
+    except (ParamsError, ValueError) as exc:
         fail(str(exc))
     # Absolute paths: tasks may run in other processes (child, Ray worker) with another cwd.
     from dataclasses import replace
@@ -93,7 +76,7 @@ def collect(
 
         set_progress_hook(hook)
         try:
-            summary = run_collection(config)
+            summary = run_flow(run_collection, config)
         finally:
             set_progress_hook(None)
     code = 0
@@ -117,28 +100,20 @@ def collect(
 
 @app.command()
 def status(
-    work_dir: str = typer.Option("work"),
-    shards_dir: str = typer.Option("datasets/shards"),
+    params: Optional[Path] = typer.Option(None, help="take the folders from the `collect` section of this params.yaml"),
+    work_dir: Optional[str] = typer.Option(None, help="default: collect.work_dir (work)"),
+    shards_dir: Optional[str] = typer.Option(None, help="default: collect.shards_dir (datasets/shards)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """done / failed / pending per song, read from the files (manifests, status records)."""
-    from tasks.rlds import read_manifest
+    from tasks.collect import collection_status
+    from tasks.params import ParamsError, load_params
 
-    rows = []
-    status_dir = Path(work_dir) / "status"
-    for path in sorted(status_dir.glob("*.json")) if status_dir.exists() else []:
-        rec = json.loads(path.read_text())
-        song_dir = Path(shards_dir) / rec["song_id"]
-        try:
-            manifest = read_manifest(song_dir)
-            episodes, steps = manifest.n_episodes, manifest.n_steps
-        except Exception:  # noqa: BLE001 - absent or incomplete folder
-            episodes, steps = 0, 0
-        state = rec["status"]
-        if state in ("done", "cached") and not episodes:
-            state = "pending"  # the record says done but the shards are gone
-        rows.append({"ref": rec.get("ref"), "song_id": rec["song_id"], "status": state, "stage": rec.get("stage"),
-                     "error": rec.get("error"), "episodes": episodes, "steps": steps})
+    try:
+        section = load_params(params)["collect"]
+    except ParamsError as exc:
+        fail(str(exc))
+    rows = collection_status(work_dir or section["work_dir"], shards_dir or section["shards_dir"])
     if as_json:
         emit_json({"songs": rows})
         return
@@ -166,7 +141,7 @@ def demo() -> None:
                            specialists_dir=str(Path(config.specialists_dir).resolve()))
     out.print(f"collecting {', '.join(config.songs)} at the '{config.profile}' budget, "
               f"{config.rollouts} rollouts per chunk")
-    summary = run_collection(config)
+    summary = run_flow(run_collection, config)
     for ref, rec in summary["songs"].items():
         out.print(f"  {ref}: {rec['status']}" + (f" ({rec.get('stage')}: {rec.get('error', '')[:200]})"
                                                  if rec["status"] == "failed" else f" -> {rec.get('shards')}"))
@@ -181,7 +156,7 @@ def demo() -> None:
         out.print("registered with DVC (dvc.lock); `pianoset publish --tag v1` pushes and tags this version")
     out.print(f"\nshards are in {config.shards_dir}; read one with:\n")
     out.print("  import tensorflow_datasets as tfds", soft_wrap=True)
-    out.print(f"  ds = tfds.builder_from_directory('{done[0]['shards']}/1.0.0').as_dataset(split='train')",
+    out.print(f"  ds = tfds.builder_from_directory('{done[0]['shards']}/{DATASET_VERSION}').as_dataset(split='train')",
               soft_wrap=True)
 
 

@@ -79,62 +79,20 @@ def render(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Write an MP4 (with the piano's sound) of a specialist or a stored episode."""
-    from dataclasses import replace
-
-    import numpy as np
-
-    from envs.music.chunks import load_chunk
     from envs.music.songs import SongError
-    from envs.piano.config import EnvConfig
-    from envs.piano.env import make_env
     from envs.piano.render import render_episode
+    from tasks.play import episode_player, specialist_player
 
     if (specialist is None) == (episode is None):
         fail("give exactly one of --specialist WORK_DIR or --episode SONG_DIR")
-    info: dict = {}
+    if episode is not None and chunk_file is None:
+        fail("--episode needs --chunk CHUNK_FILE (the chunk the episode was collected on)")
     try:
         if specialist is not None:
-            from agents import droq
-            from agents.common import to_env_action
-            from envs.piano.env import flatten_observation
-            from tasks.specialist import load_specialist
-
-            state, manifest = load_specialist(specialist)
-            chunk = load_chunk(specialist / "chunk.json")
-            config = replace(EnvConfig.from_dict(manifest["env_config"]), change_color_on_activation=True)
-            env = make_env(chunk, config)
-            spec = env.action_spec()
-
-            def next_action(obs, t):
-                action = np.asarray(droq.eval_actions(state, flatten_observation(obs)))
-                return to_env_action(action, spec.minimum, spec.maximum)
-
-            info = {"specialist_id": manifest["specialist_id"], "chunk_id": chunk.chunk_id}
+            env, next_action, info = specialist_player(specialist)
         else:
-            from tasks.rlds.reader import iterate_episodes
-
-            if chunk_file is None:
-                fail("--episode needs --chunk CHUNK_FILE (the chunk the episode was collected on)")
-            chunk = load_chunk(chunk_file)
-            stored = None
-            for i, ep in enumerate(iterate_episodes([episode])):
-                if i == index:
-                    stored = ep
-                    break
-            if stored is None:
-                fail(f"{episode}: has no episode {index}")
-            if stored.metadata["chunk_id"] != chunk.chunk_id:
-                fail(f"episode {index} of {episode} was collected on chunk {stored.metadata['chunk_id']}, "
-                      f"not {chunk.chunk_id} ({chunk_file})")
-            env = make_env(chunk, EnvConfig(change_color_on_activation=True))
-            actions = stored.steps["action"]
-
-            def next_action(obs, t):
-                return actions[t]
-
-            info = {"chunk_id": chunk.chunk_id, "stored_f1": float(stored.metadata["f1"]),
-                    "rollout_seed": int(stored.metadata["rollout_seed"])}
-    except (SongError, FileNotFoundError) as exc:
+            env, next_action, info = episode_player(episode, index, chunk_file)
+    except (SongError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     result = render_episode(env, next_action, out_file, camera=camera, width=width, height=height)
     doc = {"path": str(result.path), "frames": result.n_frames, "fps": result.fps, "seconds": result.seconds,

@@ -13,6 +13,7 @@ from flows.cli.common import (
     fail,
     out,
 )
+from tasks.rlds.spec import DATASET_VERSION
 
 
 @app.command()
@@ -41,17 +42,20 @@ def publish(
 def pull(
     rev: str = typer.Option(..., "--rev", help="version (tag, branch or commit)"),
     songs: Optional[str] = typer.Option(None, "--songs", help="comma-separated song ids (default: all)"),
-    shards_dir: str = typer.Option("datasets/shards"),
+    params: Optional[Path] = typer.Option(None, help="take the shards folder from this params.yaml"),
+    shards_dir: Optional[str] = typer.Option(None, help="default: collect.shards_dir (datasets/shards)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fetch versioned song shards (only the given songs) into the working tree."""
+    from tasks.params import ParamsError, load_params
     from tasks.registry import RegistryError
     from tasks.registry import pull as pull_version
 
     wanted = [s.strip() for s in songs.split(",") if s.strip()] if songs else None
     try:
+        shards_dir = shards_dir or load_params(params)["collect"]["shards_dir"]
         paths = pull_version(Path.cwd(), rev, wanted, shards_dir=shards_dir)
-    except RegistryError as exc:
+    except (ParamsError, RegistryError) as exc:
         fail(str(exc))
     if as_json:
         emit_json({"rev": rev, "songs": [str(p) for p in paths]})
@@ -60,6 +64,6 @@ def pull(
         out.print(f"pulled {path}")
     if paths:
         out.print("read them with:\n  import tensorflow_datasets as tfds\n"
-                  f"  ds = tfds.builder_from_directory('{paths[0]}/1.0.0').as_dataset(split='train')")
+                  f"  ds = tfds.builder_from_directory('{paths[0]}/{DATASET_VERSION}').as_dataset(split='train')")
 
 

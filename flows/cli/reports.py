@@ -18,22 +18,28 @@ from flows.cli.common import (
     fail,
     out,
     progress_bar,
+    run_flow,
 )
 
 
 @app.command()
 def stats(
-    shards_dir: Path = typer.Option(Path("datasets/shards")),
-    out_dir: Path = typer.Option(Path("datasets/reports/stats")),
+    params: Optional[Path] = typer.Option(None, help="take the folders from this params.yaml (what `dvc repro stats` runs)"),
+    shards_dir: Optional[Path] = typer.Option(None, help="default: collect.shards_dir (datasets/shards)"),
+    out_dir: Optional[Path] = typer.Option(None, help="default: stats.reports_dir (datasets/reports/stats)"),
     song: Optional[list[str]] = typer.Option(None, "--song", help="only these song ids (repeatable)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Dataset figures of RP1M Fig. 4 (pressed keys, active keys per piece, F1) as PNG files."""
+    from tasks.params import ParamsError, load_params
     from tasks.stats import StatsError, compute_stats, write_reports
 
     try:
+        loaded = load_params(params)
+        shards_dir = shards_dir or Path(loaded["collect"]["shards_dir"])
+        out_dir = out_dir or Path(loaded["stats"]["reports_dir"])
         result = compute_stats(shards_dir, songs=song or None)
-    except StatsError as exc:
+    except (ParamsError, StatsError) as exc:
         fail(str(exc))
     paths = write_reports(result, out_dir)
     doc = json.loads((out_dir / "stats.json").read_text())
@@ -61,16 +67,15 @@ def benchmark(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train multi-song policies on the shards and score them like RP1M Table 2 (rerun = only what changed)."""
-    import copy
     from dataclasses import replace
 
     from flows.benchmark import run_benchmark
     from flows.common import set_progress_hook
     from tasks.benchmark import BenchmarkConfig, BenchmarkError, build_table
-    from tasks.params import DEFAULTS, ParamsError, load_params
+    from tasks.params import ParamsError, load_params
 
     try:
-        section = load_params(params)["benchmark"] if params is not None else copy.deepcopy(DEFAULTS["benchmark"])
+        section = load_params(params)["benchmark"]
         if max_chunks is not None or max_steps is not None:
             section["eval"] = {**section["eval"], **{k: v for k, v in (("max_chunks_per_song", max_chunks),
                                                                      ("max_steps", max_steps)) if v is not None}}
@@ -100,7 +105,7 @@ def benchmark(
 
         set_progress_hook(hook)
         try:
-            summary = run_benchmark(config)
+            summary = run_flow(run_benchmark, config)
         except BenchmarkError as exc:
             fail(str(exc))
         finally:

@@ -32,7 +32,7 @@ def write_plan(reports_dir: str | Path, plan: dict, cells: list[dict], config: B
     path = Path(reports_dir) / "plan.json"
     write_json(path, {
         "format": PLAN_FORMAT,
-        "methods": [m.as_dict() for m in config.methods],
+        "methods": [m.as_dict() for m in config.scaled_methods()],
         "profile": config.profile,
         "steps": config.train_steps,
         "seed": config.seed,

@@ -4,7 +4,7 @@ Layout on disk (one song)::
 
     <out_dir>/<song_id>/
         manifest.json                          # written last: present and valid == complete
-        1.0.0/                                 # the TFDS builder dir (`tfds.builder_from_directory`)
+        1.1.0/                                 # the TFDS builder dir (`tfds.builder_from_directory`)
             dataset_info.json
             features.json
             pianoset-train.tfrecord-00000      # <= max_episodes_per_shard episodes each

@@ -101,6 +101,7 @@ _EPISODE_METADATA_TYPES = {
     "song_id": str,
     "chunk_id": str,
     "specialist_id": str,
+    "fingering_mode": str,
     "chunk_index": int,
     "rollout_seed": int,
     "n_steps": int,

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from envs.atomic import sha256_file
 from tasks.names import SONG_MANIFEST as MANIFEST_NAME
 from tasks.rlds.spec import MANIFEST_FORMAT, ShardError
 
@@ -64,14 +64,6 @@ class Manifest:
     @property
     def tfrecord_bytes(self) -> int:
         return sum(f.size for f in self.files if ".tfrecord-" in f.path)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(song_dir: Path, *, verify: bool = False) -> Manifest:

@@ -22,12 +22,17 @@ logger = logging.getLogger(__name__)
 
 
 DATASET_NAME = "pianoset"  # identical in every song folder: builder_from_directories needs one name
-DATASET_VERSION = "1.0.0"
+DATASET_VERSION = "1.1.0"  # 1.1.0: reward_fingering (was reward_ot) + reward_mimic, fingering_mode
 SPLIT = "train"
 MANIFEST_FORMAT = "pianoset-song-shards/1"
 
 # Already weighted: reward == sum of these (RP1M Eq. 3).
-REWARD_TERMS = ("reward_ot", "reward_press", "reward_sustain", "reward_collision", "reward_energy")
+# The fingering term is the configured mode's (OT, RP1M Eq. 1-2; robopianist's human
+# labels; 0 with none), named in the episode's `fingering_mode`; `reward_mimic` is
+# PianoMime's fingertip-mimic term of residual specialists (0 when off).
+REWARD_TERMS = ("reward_fingering", "reward_press", "reward_sustain", "reward_collision", "reward_energy",
+                "reward_mimic")
+FINGERING_MODES = ("ot", "human", "none")
 RLDS_FLAGS = ("is_first", "is_last", "is_terminal")
 SONG_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 METRIC_ATOL = 1e-5  # stored metrics vs. recomputed from steps (float32 storage)
@@ -93,6 +98,7 @@ def episode_features(
         "chunk_index": _tensor((), np.int32),
         "rollout_seed": _tensor((), np.int64),
         "specialist_id": tfds.features.Text(doc="specialist checkpoint id"),
+        "fingering_mode": tfds.features.Text(doc="what reward_fingering rewards: ot | human | none"),
         "precision": _tensor((), f32),
         "recall": _tensor((), f32),
         "f1": _tensor((), f32),

@@ -13,9 +13,10 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.rlds import rlds_base
 
 from envs import atomic
+from envs.atomic import sha256_file
 from tasks.names import SONG_MANIFEST as MANIFEST_NAME
 from tasks.rlds.episode import Episode, validate_episode
-from tasks.rlds.manifest import EpisodeRecord, FileRecord, Manifest, sha256_file
+from tasks.rlds.manifest import EpisodeRecord, FileRecord, Manifest
 from tasks.rlds.spec import (
     DATASET_NAME,
     DATASET_VERSION,

@@ -55,14 +55,14 @@ def _scripted_episodes(ref: str, root: Path, n_episodes: int = 2) -> list[Episod
                 "discount": timestep.discount, "is_first": t == 0, "is_last": t == EPISODE_STEPS - 1,
                 "is_terminal": False, "ot_key_for_finger": info["ot_key_for_finger"],
                 "pressed_keys": info["pressed_keys"], "sustain_pressed": info["sustain_pressed"],
-                "reward_ot": terms["ot"], "reward_press": terms["press"], "reward_sustain": terms["sustain"],
+                "reward_fingering": terms["ot"], "reward_mimic": 0.0, "reward_press": terms["press"], "reward_sustain": terms["sustain"],
                 "reward_collision": terms["collision"], "reward_energy": terms["energy"],
             })
             goal.append(info["goal_keys"])
         metrics = key_press_metrics(np.array(goal), np.array([s["pressed_keys"] for s in steps]))
         episodes.append(Episode.from_steps(steps, {
             "song_id": song.song_id, "chunk_id": chunk.chunk_id, "chunk_index": chunk.index, "rollout_seed": seed,
-            "specialist_id": "scripted", **metrics.as_dict()}))
+            "specialist_id": "scripted", "fingering_mode": "ot", **metrics.as_dict()}))
     return episodes
 
 
@@ -265,7 +265,9 @@ def test_table_is_rebuilt_from_the_saved_episodes_alone(collection, first_run):
     write_reports(collection / "reports")
     assert (collection / "reports" / "table.csv").read_text() == table_csv
     # A tampered episode record is refused, not averaged.
-    record = next((collection / "reports" / "episodes").rglob("easy_ood.json"))
+    plan = json.loads((collection / "reports" / "plan.json").read_text())
+    cell = next(c for c in plan["cells"] if c["group"] == "easy_ood")  # a record the table is made of
+    record = collection / "reports" / cell["records"]
     doc = json.loads(record.read_text())
     original = record.read_text()
     doc["episodes"][0]["f1"] = 0.999

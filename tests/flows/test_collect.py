@@ -1,5 +1,6 @@
-"""The collection flow for real: Prefect (ephemeral server), child processes,
-kill -9 and resume, a corrupt song among good ones, a no-op rerun."""
+"""The collection flow for real: Prefect (its temporary server), child processes,
+SIGTERM and kill -9 and resume (no orphan process left), a corrupt song among good ones,
+a no-op rerun."""
 
 import json
 import os
@@ -10,8 +11,10 @@ import time
 from pathlib import Path
 
 import pretty_midi
+import psutil
 import pytest
 
+from flows.server import is_owned_server
 from tasks.rlds import is_complete, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,15 +63,39 @@ def _run(project):
     return proc.returncode, json.loads(proc.stdout[start:])
 
 
-def _kill_when(project, condition, timeout=600):
+def _session_processes(sid: int) -> list[psutil.Process]:
+    out = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            pass
+    return out
+
+
+def _signal_when(project, condition, signum, timeout=600) -> tuple[int, float]:
+    """Start the collection, send `signum` to the `pianoset` process alone (not its group) once
+    `condition()` holds; return its exit code and how long it took to exit."""
     proc = subprocess.Popen(_cmd(project), cwd=project[0], env=_env(project), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not condition():
         time.sleep(0.05)
-    assert proc.poll() is None, "the collection finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.poll() is None, "the collection finished before it could be signalled"
+    assert any(is_owned_server(p, _env(project)["PREFECT_HOME"]) for p in _session_processes(proc.pid))
+    sent = time.time()
+    proc.send_signal(signum)
+    code = proc.wait(timeout=60)
+    waited = time.time() - sent
+    # Nothing of the run lives on: no temporary Prefect server, no specialist or rollout child.
+    for _ in range(100):
+        left = _session_processes(proc.pid)
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, [" ".join(p.cmdline())[:120] for p in left]
+    return code, waited
 
 
 def _song_dirs(project):
@@ -83,15 +110,20 @@ def _assert_exact_episodes(song_dir: Path):
     assert {s for _, s in seeds} == set(range(N_ROLLOUTS))
 
 
-def test_kill_during_training_then_resume_completes(project):
+def test_sigterm_during_training_stops_cleanly_then_resume_completes(project):
     root = project[0]
 
-    def checkpoint_written():
-        return any(root.glob("work/*/*/specialist/checkpoints/step_*/COMMITTED.json"))
+    def checkpoint_written():  # by a specialist still training
+        return any(not (d / "specialist.json").exists() and any(d.glob("checkpoints/step_*/COMMITTED.json"))
+                   for d in root.glob("work/*/*/specialist"))
 
-    _kill_when(project, checkpoint_written)
-    # Nothing half-written is visible as done.
-    assert not any(root.glob("work/*/*/specialist/specialist.json"))
+    code, waited = _signal_when(project, checkpoint_written, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM and waited < 15
+    # Nothing half-written is visible as done: a specialist marked done finished its budget, and
+    # one was stopped mid-way with a checkpoint (saved on SIGTERM or before).
+    done = [json.loads(p.read_text()) for p in root.glob("work/*/*/specialist/specialist.json")]
+    assert all(m["steps"] == 240 for m in done) and len(done) < 2
+    assert any(root.glob("work/*/*/specialist/checkpoints/step_*/COMMITTED.json"))
     assert all(not is_complete(d) for d in _song_dirs(project))
 
     code, summary = _run(project)
@@ -101,7 +133,7 @@ def test_kill_during_training_then_resume_completes(project):
     assert "broken.mid" in songs[project[2]]["error"]
     for ref in project[1]:
         assert songs[ref]["status"] == "done"
-    assert summary["tasks_run"]["train"] == 2
+    assert summary["tasks_run"]["train"] + summary["tasks_reused"]["train"] == 2
     resumed = [json.loads(p.read_text())["resumed_from_step"]
                for p in root.glob("work/*/*/specialist/specialist.json")]
     assert any(step for step in resumed), "the killed specialist should resume from its checkpoint"
@@ -127,7 +159,8 @@ def test_kill_while_writing_shards_then_resume(project):
     def writing():
         return any((root / "shards").glob(f".{victim.name}.staging-*"))
 
-    _kill_when(project, writing)
+    code, _ = _signal_when(project, writing, signal.SIGKILL)  # the children die with it, the server too
+    assert code == -signal.SIGKILL
     assert is_complete(victim)  # the old complete folder (or the new one, swapped whole) is there
     _assert_exact_episodes(victim)
     code, summary = _run(project)

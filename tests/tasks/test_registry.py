@@ -27,7 +27,6 @@ import pytest
 import yaml
 
 from tasks import registry
-from tasks.params import ParamsError, load_params, validate_params
 from tasks.registry import RegistryError
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -142,46 +141,6 @@ def clone(origin: dict, dest: Path) -> Path:
     git(dest.parent, "clone", "-q", str(origin["repo"]), dest.name)
     dvc(dest, "cache", "dir", "--local", str(dest.parent / f"{dest.name}-cache"))
     return dest
-
-
-# ----------------------------------------------------------------------------- params
-
-
-def test_project_params_file_is_valid():
-    params = load_params(PROJECT / "params.yaml")
-    assert params["collect"]["songs"] == ["robopianist:TwinkleTwinkleRousseau", "robopianist:CMajorScaleTwoHands"]
-    assert params["collect"]["n_rollouts"] == 500 and params["collect"]["runner"] == "local"
-    assert params["collect"]["shards_dir"] == "datasets/shards"
-    assert params["stats"]["reports_dir"] == "datasets/reports/stats"
-    assert params["dvc"] == {"remote_name": "local", "remote_url": "~/.cache/pianoset/dvc-remote"}
-
-
-@pytest.mark.parametrize(
-    "collect, message",
-    [
-        ({"songs": ["x"], "workers": 0}, "collect.workers = 0, expected an integer >= 1"),
-        ({"songs": ["x"], "n_rolouts": 5}, "unknown key 'collect.n_rolouts'"),
-        ({"songs": ["x"], "catalog_filter": {"limit": 3}}, "both of 'songs' and 'catalog_filter'"),
-        ({"profile": "smoke"}, "neither of 'songs' and 'catalog_filter'"),
-        ({"catalog_filter": {"limit": 0}}, "collect.catalog_filter.limit = 0"),
-        ({"songs": ["x"], "env": {"fingering": "magic"}}, "collect.env.fingering = 'magic', expected one of"),
-        ({"songs": ["x"], "shards_dir": "../elsewhere"}, "collect.shards_dir = '../elsewhere'"),
-    ],
-)
-def test_params_errors_name_the_key(collect, message):
-    with pytest.raises(ParamsError, match=re.escape(message)):
-        validate_params({"collect": collect}, source="p.yaml")
-
-
-def test_params_defaults_and_catalog_filter(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text("collect:\n  catalog_filter: {source: music21, playable: true, max_duration_s: 60}\n")
-    params = load_params(path)
-    assert params["collect"]["catalog_filter"]["source"] == "music21"
-    assert params["collect"]["workers"] == 2 and params["collect"]["env"] == {"fingering": "ot"}
-    assert params["dvc"]["remote_name"] == "local"
-    with pytest.raises(ParamsError, match="no such parameters file"):
-        load_params(tmp_path / "missing.yaml")
 
 
 # ----------------------------------------------------------------------------- publish
@@ -336,7 +295,9 @@ def test_pull_fetches_only_the_requested_songs(origin, tmp_path):
 def _read_with_tfds(song_dir: Path, n_episodes: int) -> None:
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder_from_directory(str(song_dir / "1.0.0"))
+    import tasks.rlds as shards
+
+    builder = tfds.builder_from_directory(str(song_dir / shards.DATASET_VERSION))
     episodes = list(builder.as_dataset(split="train"))
     assert len(episodes) == n_episodes
     assert {e["song_id"].numpy().decode() for e in episodes} == {song_dir.name}

@@ -60,15 +60,33 @@ def test_kinds_have_their_own_keys_and_bad_kinds_are_named():
         CollectConfig(specialist="residual", residual={"scale": -1})
 
 
-def test_ik_specialist_collects_noisy_nominal_episodes(tmp_path, song, chunk):
+def _ik_collection(tmp_path, song, chunk, *, child: bool = True, **options):
+    """The collection steps of an ik specialist for one chunk: (config, chunk file, work folder);
+    trained in the flow's child process, or in this one (`child=False`, quicker)."""
     chunk_file = tmp_path / "chunk.json"
     save_chunk(chunk, chunk_file)
     work = tmp_path / "work" / song.song_id / chunk.chunk_id  # the flow's layout
     config = CollectConfig(songs=(song.ref,), specialist="ik", n_rollouts=3, workers=1,
                            work_dir=str(tmp_path / "work"), shards_dir=str(tmp_path / "shards"),
-                           specialists_dir=str(tmp_path / "specialists"), register=False)
-    trained = train_chunk(str(chunk_file), str(work), config)  # a `python -m tasks.specialist --kind ik` child
+                           specialists_dir=str(tmp_path / "specialists"), register=False, **options)
+    if child:
+        trained = train_chunk(str(chunk_file), str(work), config)  # a `python -m tasks.specialist --kind ik` child
+    else:
+        trained = train_specialist(chunk, work / "specialist", config.profile, config.env_config(), kind="ik",
+                                   residual_config=config.residual_config())
     assert trained["kind"] == "ik" and trained["steps"] == 0
+    return config, chunk_file, work
+
+
+def _write_and_read(song, chunk, chunk_file, work, config):
+    rolled = rollout_chunk_step(song.song_id, str(chunk_file), str(work), config)
+    assert rolled["n_rollouts"] == 3
+    write_song(song.song_id, [str(work)], [chunk.chunk_id], config)  # validates: reward == sum of the terms
+    return list(iterate_episodes([Path(config.shards_dir) / song.song_id]))
+
+
+def test_ik_specialist_collects_noisy_nominal_episodes(tmp_path, song, chunk):
+    config, chunk_file, work = _ik_collection(tmp_path, song, chunk)
     assert specialist_done(work, chunk.chunk_id, config)
     manifest = read_manifest(work / "specialist")
     assert manifest["obs_dim"] == 1183 and manifest["residual_config"]["scale"] == 0.25
@@ -76,11 +94,10 @@ def test_ik_specialist_collects_noisy_nominal_episodes(tmp_path, song, chunk):
     assert nominal.shape == (N_STEPS, 39)
     assert (Path(config.specialists_dir) / chunk.chunk_id / NOMINAL_FILE).exists()  # published with it
 
-    rolled = rollout_chunk_step(song.song_id, str(chunk_file), str(work), config)
-    assert rolled["n_rollouts"] == 3
-    write_song(song.song_id, [str(work)], [chunk.chunk_id], config)
-    episodes = list(iterate_episodes([Path(config.shards_dir) / song.song_id]))
+    episodes = _write_and_read(song, chunk, chunk_file, work, config)
     assert [ep.metadata["rollout_seed"] for ep in episodes] == [0, 1, 2]
+    assert {ep.metadata["fingering_mode"] for ep in episodes} == {"ot"}
+    assert all(np.all(ep.steps["reward_mimic"] == 0) for ep in episodes)
     actions = [ep.steps["action"] for ep in episodes]
     for ep, action in zip(episodes, actions):
         assert action.shape == (N_STEPS, 39)
@@ -93,8 +110,42 @@ def test_ik_specialist_collects_noisy_nominal_episodes(tmp_path, song, chunk):
     assert not np.array_equal(actions[0], actions[1])  # the seeds differ
 
 
-def test_residual_specialist_trains_and_resumes_as_droq(tmp_path, chunk):
+def test_mimic_term_is_its_own_stored_reward_column(tmp_path, song, chunk):
+    """With residual.mimic_weight > 0 the stored reward is still the sum of the stored terms."""
+    config, chunk_file, work = _ik_collection(tmp_path, song, chunk, child=False, residual={"mimic_weight": 0.5})
+    episodes = _write_and_read(song, chunk, chunk_file, work, config)
+    terms = ("reward_fingering", "reward_press", "reward_sustain", "reward_collision", "reward_energy", "reward_mimic")
+    for ep in episodes:
+        assert np.all(ep.steps["reward_mimic"] > 0) and np.all(ep.steps["reward_mimic"] <= 0.5)
+        np.testing.assert_allclose(sum(ep.steps[t] for t in terms), ep.steps["reward"], atol=1e-5)
+
+
+def test_human_fingering_is_stored_as_the_fingering_term_with_its_mode(tmp_path):
+    song = load_song("robopianist:TwinkleTwinkleRousseau")  # has human fingering labels
+    chunk = replace(make_chunks(song)[0], n_steps=N_STEPS)
+    config, chunk_file, work = _ik_collection(tmp_path, song, chunk, child=False, env={"fingering": "human"})
+    episodes = _write_and_read(song, chunk, chunk_file, work, config)
+    assert {ep.metadata["fingering_mode"] for ep in episodes} == {"human"}
+    assert all(np.any(ep.steps["reward_fingering"] > 0) for ep in episodes)
+    assert np.all(episodes[0].steps["ot_key_for_finger"] == -1)  # the OT assignment exists in ot mode only
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_residual_specialist_resumes_after_an_interruption(tmp_path, chunk):
+    """Killed after its first evaluation (step 120; checkpoint at 80), the run restarts from the
+    checkpoint, finishes, and a third call reuses the finished specialist."""
+
+    def interrupt(step, total, point):
+        raise _Interrupt(step)
+
+    with pytest.raises(_Interrupt):
+        train_specialist(chunk, tmp_path / "res", "smoke", kind="residual", on_progress=interrupt)
+    assert read_manifest(tmp_path / "res") is None  # nothing marks it done
     manifest = train_specialist(chunk, tmp_path / "res", "smoke", kind="residual")
+    assert manifest["resumed_from_step"] == 80
     assert manifest["kind"] == "residual" and manifest["steps"] == get_profile("smoke").total_steps
     assert manifest["obs_dim"] == 1183 and manifest["action_dim"] == 39
     assert 0.0 <= manifest["final"]["f1"] <= 1.0

@@ -62,7 +62,7 @@ def test_load_collection_refuses_mixed_configs(two_songs, tmp_path):
 
 
 def test_load_refuses_incomplete_folder(tmp_path):
-    (tmp_path / "song_x" / "1.0.0").mkdir(parents=True)
+    (tmp_path / "song_x" / shards.DATASET_VERSION).mkdir(parents=True)
     with pytest.raises(ShardError, match="no manifest.json"):
         reader.load_song(tmp_path / "song_x")
 

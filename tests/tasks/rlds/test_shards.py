@@ -80,6 +80,7 @@ def make_episode(
         "chunk_index": chunk_index,
         "rollout_seed": seed,
         "specialist_id": f"sac-{song_id}-{chunk_index}",
+        "fingering_mode": "ot",
         "n_steps": n_steps,
         **metrics.as_dict(),
     }
@@ -118,10 +119,11 @@ def test_episode_features_sizes_and_dtypes():
     assert config.step_metadata_info["ot_key_for_finger"].np_dtype == np.int8
     assert config.step_metadata_info["pressed_keys"].np_dtype == np.bool_
     assert set(config.episode_metadata_info) == {
-        "song_id", "chunk_id", "chunk_index", "rollout_seed", "specialist_id", "precision", "recall", "f1", "n_steps"
+        "song_id", "chunk_id", "chunk_index", "rollout_seed", "specialist_id", "fingering_mode", "precision",
+        "recall", "f1", "n_steps"
     }
-    # obs 1144 + action 39 + reward, discount 2 + flags 3 + ot 10 + pressed 88 + sustain 1 + terms 5
-    assert shards.naive_float32_bytes_per_step(config) == 4 * 1292
+    # obs 1144 + action 39 + reward, discount 2 + flags 3 + ot 10 + pressed 88 + sustain 1 + terms 6
+    assert shards.naive_float32_bytes_per_step(config) == 4 * 1293
     four_fingers = shards.episode_features(n_fingers=8)
     assert four_fingers.observation_info["fingertip_positions"].shape == (24,)
     assert shards.config_hash(four_fingers) != shards.config_hash(config)
@@ -187,7 +189,7 @@ def test_folder_layout_and_manifest(written):
     out_dir, episodes, manifest = written
     song_dir = out_dir / "song_a"
     assert sorted(os.listdir(out_dir)) == ["song_a"]  # no staging leftovers
-    data_files = sorted(os.listdir(song_dir / "1.0.0"))
+    data_files = sorted(os.listdir(song_dir / shards.DATASET_VERSION))
     assert data_files == [
         "dataset_info.json", "features.json", "pianoset-train.tfrecord-00000", "pianoset-train.tfrecord-00001"
     ]
@@ -196,7 +198,7 @@ def test_folder_layout_and_manifest(written):
     assert [(e["chunk_id"], e["rollout_seed"]) for e in on_disk["episodes"]] == [
         ("song_a-000", 100), ("song_a-000", 101), ("song_a-001", 102)
     ]
-    assert {f["path"] for f in on_disk["files"]} == {f"1.0.0/{name}" for name in data_files}
+    assert {f["path"] for f in on_disk["files"]} == {f"{shards.DATASET_VERSION}/{name}" for name in data_files}
     assert on_disk["config_hash"] == shards.config_hash(shards.episode_features())
     assert shards.read_manifest(song_dir, verify=True) == manifest
     assert shards.is_complete(song_dir, verify=True)
@@ -207,7 +209,7 @@ def test_manifest_detects_damaged_files(tmp_path):
     episodes = make_song(np.random.default_rng(4))
     shards.write_song_dataset(tmp_path, "song_a", episodes)
     song_dir = tmp_path / "song_a"
-    shard = song_dir / "1.0.0" / "pianoset-train.tfrecord-00000"
+    shard = song_dir / shards.DATASET_VERSION / "pianoset-train.tfrecord-00000"
     data = bytearray(shard.read_bytes())
     data[100] ^= 0xFF  # same size, different content: only the checksum notices
     shard.write_bytes(bytes(data))
@@ -222,7 +224,7 @@ def test_manifest_detects_damaged_files(tmp_path):
 
 def test_read_back_with_tfds_builder(written):
     out_dir, episodes, _ = written
-    builder = tfds.builder_from_directory(out_dir / "song_a" / "1.0.0")
+    builder = tfds.builder_from_directory(out_dir / "song_a" / shards.DATASET_VERSION)
     assert builder.info.splits["train"].num_examples == 3
     assert builder.info.splits["train"].num_shards == 2
     read = list(builder.as_dataset(split="train"))
