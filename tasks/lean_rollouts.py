@@ -86,6 +86,7 @@ def run_group_lean(sim, forward, indices: list[int], seeds: list[int], n_lanes: 
         step, applied = sim.step(env_actions, lanes)
         terms = step.reward_terms
         fingering = terms.get("ot", terms.get("fingering"))  # the fingering term of the configured mode
+        mimic = terms.get("mimic")  # the residual's mimic term, when weighted
         for lane, obs in enumerate(observations):
             records[lane].append({
                 "observation": {k: obs[k] for k in OBSERVATION_KEYS},
@@ -98,7 +99,8 @@ def run_group_lean(sim, forward, indices: list[int], seeds: list[int], n_lanes: 
                 "ot_key_for_finger": step.ot_key_for_finger[lane],
                 "pressed_keys": step.pressed_keys[lane],
                 "sustain_pressed": step.sustain_pressed[lane],
-                "reward_ot": fingering[lane] if fingering is not None else 0.0,
+                "reward_fingering": fingering[lane] if fingering is not None else 0.0,
+                "reward_mimic": mimic[lane] if mimic is not None else 0.0,
                 "reward_press": terms["press"][lane],
                 "reward_sustain": terms["sustain"][lane],
                 "reward_collision": terms["collision"][lane],
