@@ -196,12 +196,14 @@ def _residual_config(manifest: dict) -> ResidualSpecialistConfig:
     return ResidualSpecialistConfig.from_dict(manifest.get("residual_config"))
 
 
-def specialist_env(manifest: dict, chunk, *, seed: int | None = None, work_dir: Path | None = None):
-    """The env of a finished specialist, from its manifest (and its folder's cached nominal trajectory)."""
+def specialist_env(manifest: dict, chunk, *, seed: int | None = None, work_dir: Path | None = None,
+                   lean: bool = True):
+    """The env of a finished specialist, from its manifest (and its folder's cached nominal trajectory);
+    `lean=False` for the dm_control env (what a renderer needs: its `physics`)."""
     kind = manifest.get("kind", "droq")
     residual = _residual_config(manifest) if kind != "droq" else None
     return make_specialist_env(chunk, kind, EnvConfig.from_dict(manifest["env_config"]), residual, seed=seed,
-                               work_dir=work_dir)
+                               work_dir=work_dir, lean=lean)
 
 
 def read_manifest(work_dir: Path) -> dict | None:
