@@ -135,7 +135,7 @@ def _specialist_cost(ctx, kind: str, chunk, config, work: Path) -> dict:
     a, cpu_a, _ = cpu_of(lambda: train_specialist(chunk, work / "a", profile(n1), config, kind=kind))
     out = {"trains": a["steps"] > 0, "run_a_cpu_s": cpu_a}
     if not out["trains"]:  # planning (and one evaluation) is the whole specialist
-        out.update(per_step_s=0.0, eval_s=None, paper_s=cpu_a)
+        out.update(per_step_s=0.0, eval_s=None, paper_s=cpu_a, measured_s=cpu_a, measured_steps=0)
         return out
     _fresh_caches()
     _, cpu_b, _ = cpu_of(lambda: train_specialist(chunk, work / "b", profile(n2), config, kind=kind))
@@ -146,6 +146,7 @@ def _specialist_cost(ctx, kind: str, chunk, config, work: Path) -> dict:
     n_evals = paper.total_steps // paper.eval_every
     # the run measured holds one evaluation; warm-up steps are priced as training steps (5k of 8M)
     out.update(per_step_s=per_step, eval_s=eval_s, run_b_cpu_s=cpu_b, first_steps=first["steps"],
+               measured_s=cpu_b, measured_steps=warmup + n2,  # the small budget, as run (one evaluation)
                paper_s=cpu_a + per_step * (paper.total_steps - (warmup + n1)) + (n_evals - 1) * eval_s)
     return out
 
@@ -210,12 +211,18 @@ def section_kinds(ctx) -> list:
             report["kinds"][kind] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         stored = RP1M_ROLLOUTS * chunk.n_steps
-        cost["per_stored_step_s"] = cost["paper_s"] / stored + cost["rollout_step_s"] + cost["shard_step_s"]
-        cost["per_specialist_cpu_h"] = (cost["paper_s"] + cost["rollout_setup_s"]
-                                        + stored * (cost["rollout_step_s"] + cost["shard_step_s"])) / 3600
+        collect = cost["rollout_step_s"] + cost["shard_step_s"]
+        for budget in ("measured", "paper"):  # the small budget run here, RP1M's extended from it
+            cost[f"{budget}_per_stored_step_s"] = cost[f"{budget}_s"] / stored + collect
+            cost[f"{budget}_per_specialist_cpu_h"] = (cost[f"{budget}_s"] + cost["rollout_setup_s"]
+                                                      + stored * collect) / 3600
         report["kinds"][kind] = cost
-        rate = 1.0 / cost["per_stored_step_s"]
-        rows.append(Row("kinds", kind, dt, rate, float("nan"), "stored steps", rate / mj_step))
+        small = f"{cost['measured_steps']} steps" if cost["trains"] else "planning"
+        for budget, label in (("measured", small), ("paper", "RP1M 8M steps")):
+            if budget == "paper" and not cost["trains"]:
+                continue
+            rate = 1.0 / cost[f"{budget}_per_stored_step_s"]
+            rows.append(Row("kinds", f"{kind} @ {label}", dt, rate, float("nan"), "stored steps", rate / mj_step))
     report["catalog"] = chunks_per_song(ctx)
     ctx.extra["kinds_report"] = report
     ctx.extra.setdefault("printers", []).append(print_kinds)
@@ -261,27 +268,33 @@ def print_kinds(ctx) -> None:
     report = ctx.extra["kinds_report"]
     catalog = report["catalog"]
     songs_chunks = RP1M_AGENTS * catalog["mean_chunks"]
+    mj, plain = report["mj_step_per_core"], report["plain_robopianist_per_core"]
     print(f"\nspecialist kinds on {report['chunk_id']} ({report['chunk_steps']} steps), dt {report['dt']}; "
-          f"RP1M budget: 8M training steps, 80 evaluations, {RP1M_ROLLOUTS} rollouts per specialist")
-    print(f"  baselines per core: mj_step {report['mj_step_per_core']:.1f} control steps/s, plain robopianist "
-          f"{report['plain_robopianist_per_core']:.1f}")
-    print(f"{'kind':9s} {'specialist CPU-s':>16s} {'train ms/step':>13s} {'rollout ms/st':>13s} "
+          f"{RP1M_ROLLOUTS} rollouts per specialist (RP1M 4.3); budgets: the small one run here "
+          f"(--warmup + the 2nd --train-steps, one evaluation) and RP1M's (8M steps, 80 evaluations, "
+          f"extended from the measured CPU-s per training step)")
+    print(f"  baselines per core: mj_step {mj:.1f} control steps/s, plain robopianist {plain:.1f}")
+    print(f"{'kind':9s} {'budget':>14s} {'specialist CPU-s':>16s} {'train ms/step':>13s} {'rollout ms/st':>13s} "
           f"{'shard ms/st':>11s} {'CPU-s/stored':>12s} {'vs mj_step':>10s} {'vs plain':>9s} "
           f"{'CPU-h/specialist':>16s}")
+    rows = []  # (kind, budget label, CPU-h per specialist)
     for kind, c in report["kinds"].items():
         if "error" in c:
             print(f"{kind:9s} not priced: {c['error']}")
             continue
-        per = c["per_stored_step_s"]
-        print(f"{kind:9s} {c['paper_s']:16.0f} {1e3 * c['per_step_s']:13.1f} {1e3 * c['rollout_step_s']:13.2f} "
-              f"{1e3 * c['shard_step_s']:11.3f} {per:12.4f} {1 / per / report['mj_step_per_core']:10.4f} "
-              f"{1 / per / report['plain_robopianist_per_core']:9.4f} {c['per_specialist_cpu_h']:16.2f}")
+        for budget in ("measured", "paper") if c["trains"] else ("measured",):
+            label = f"{c['measured_steps']} steps" if budget == "measured" else "RP1M 8M"
+            label = label if c["trains"] else "planning"
+            per = c[f"{budget}_per_stored_step_s"]
+            print(f"{kind:9s} {label:>14s} {c[f'{budget}_s']:16.0f} {1e3 * c['per_step_s']:13.1f} "
+                  f"{1e3 * c['rollout_step_s']:13.2f} {1e3 * c['shard_step_s']:11.3f} {per:12.4f} "
+                  f"{1 / per / mj:10.4f} {1 / per / plain:9.4f} {c[f'{budget}_per_specialist_cpu_h']:16.2f}")
+            rows.append((kind, label, c[f"{budget}_per_specialist_cpu_h"]))
     print(f"\nbill of an RP1M-size collection (CPU-hours; RP1M: {RP1M_GPU_HOURS:,} GPU-hours for {RP1M_AGENTS} "
           f"agents of 21 h each, A.3)")
     print(f"  chunks per song: {catalog['mean_chunks']:.2f} from {catalog['source']}")
-    print(f"{'kind':9s} {RP1M_AGENTS:>6d} specialists (RP1M's count)  {RP1M_AGENTS} songs x {catalog['mean_chunks']:.2f}"
-          f" = {songs_chunks:.0f} specialists")
-    for kind, c in report["kinds"].items():
-        if "error" not in c:
-            hours = c["per_specialist_cpu_h"]
-            print(f"{kind:9s} {RP1M_AGENTS * hours:>13,.0f} CPU-h {'':14s} {songs_chunks * hours:>12,.0f} CPU-h")
+    print(f"{'kind':9s} {'budget':>14s} {RP1M_AGENTS} specialists (RP1M's count)  {RP1M_AGENTS} songs x "
+          f"{catalog['mean_chunks']:.2f} chunks = {songs_chunks:.0f} specialists")
+    for kind, label, hours in rows:
+        print(f"{kind:9s} {label:>14s} {RP1M_AGENTS * hours:>15,.0f} CPU-h {'':12s} {songs_chunks * hours:>14,.0f} CPU-h"
+              f"   ({songs_chunks * hours / RP1M_GPU_HOURS:.3g}x RP1M's GPU-h)")

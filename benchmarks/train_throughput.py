@@ -8,8 +8,9 @@ In one run, on one chunk (`tasks.specialist.train_specialist`, RP1M Table 4 size
   updates       droq.update alone on a fixed replay buffer (updates/s)
   act           the loop's per-step policy call: old `sample_actions(.., fold_in(key, step))`
                 (two compiled calls) and new `sample_actions_at` (one)
-"old" is the loop with `make_specialist_env(lean=False)` (dm_control, as before issue 19),
-"new" the default (the lean path); the loop code is otherwise the same. Each phase is the
+"old" is main's loop before issue 19 (`make_specialist_env(lean=False)`: dm_control, and the
+per-step action as `sample_actions(.., fold_in(key, step))`), "new" this branch's (the lean
+path, `sample_actions_at`); the loop code is otherwise the same. Each phase is the
 difference of two runs, so set-up and the final evaluation cancel; old and new runs take
 turns and the best of --repeats is kept. Rates per core are work / process CPU time
 (all threads), wall rates beside them. `--curve-steps N` also trains both for N steps
@@ -35,19 +36,31 @@ import numpy as np
 ENGINES = ("old", "new")
 
 
+def _old_act(state, obs, key, step):
+    """main's per-step policy call before issue 19: fold_in and the sampler, two compiled calls."""
+    import jax
+
+    from agents import droq
+
+    return droq.sample_actions(state, obs, jax.random.fold_in(key, step))
+
+
 def _train(chunk, work: Path, profile, engine: str, seed: int = 0):
-    """train_specialist on the dm_control env ("old") or the lean path ("new"); (manifest, cpu s, wall s)."""
+    """train_specialist as main's loop ran it ("old": the dm_control env, the two-call policy
+    step) or as this branch does ("new": the lean path, one call); (manifest, cpu s, wall s)."""
+    from agents.droq import agent as droq  # what agents.droq.train calls
     from tasks import specialist
 
-    original = specialist.make_specialist_env
+    original, act = specialist.make_specialist_env, droq.sample_actions_at
     if engine == "old":
         specialist.make_specialist_env = lambda *a, **k: original(*a, **{**k, "lean": False})
+        droq.sample_actions_at = _old_act
     try:
         cpu, wall = time.process_time(), time.perf_counter()
         manifest = specialist.train_specialist(chunk, work, profile, seed=seed)
         return manifest, time.process_time() - cpu, time.perf_counter() - wall
     finally:
-        specialist.make_specialist_env = original
+        specialist.make_specialist_env, droq.sample_actions_at = original, act
 
 
 def _profile(name: str, total: int, warmup: int, buffer: int, eval_every: int | None = None):
