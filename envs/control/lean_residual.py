@@ -111,7 +111,8 @@ def make_lean_residual(chunk: "Chunk", env_config: EnvConfig | None = None,
     env_config = env_config or EnvConfig()
     residual_config = residual_config or ResidualConfig()
     lean = lean_piano(chunk, env_config, n_lanes)
-    actions, targets = _nominal_arrays(chunk, env_config, residual_config.nominal, nominal_file)
+    actions, targets = _nominal_arrays(chunk, env_config, residual_config.nominal, nominal_file,
+                                       residual_config.nominal_source)
     spec = lean.action_spec()
     controller = NominalController(SimpleNamespace(actions=actions), spec.minimum, spec.maximum)
     return LeanResidual(lean, controller, residual_config, fingertip_targets=targets)

@@ -2,7 +2,8 @@
 
 PianoMime section 3.2: pi(a | s, g_t) = pi_residual(a | s, g_t) + q_ik_{t+1}.
 Our nominal q_ik comes from the chunk's notes alone (`envs.control.nominal`, OT
-fingering + mink IK) instead of a video.
+fingering + mink IK), or, for a chunk of a video demonstration, from the
+video's fingertips (`nominal_source: reference`, `envs.control.nominal.reference`).
 
 `ResidualEnv` wraps a `PianoEnv` (or a `LeanEnv`, the same steps on the lean
 path; `LeanResidual` in `envs.control.lean_residual` is this task for many lanes):
@@ -34,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import dm_env
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from envs.piano.lean_env import LeanEnv
 
 NOMINAL_KEY = "nominal_action"
+NOMINAL_SOURCES = ("plan", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,14 +68,22 @@ class ResidualConfig:
       mimic_margin: distance (m) at which the mimic term has fallen to 0.1
         (Gaussian tolerance as the RP1M OT term, which is 1 within 0.01 m).
       nominal: how the nominal trajectory is planned and solved.
+      nominal_source: "plan" (the fingertips planned from the notes) or
+        "reference" (PianoMime 3.2: IK of a video demonstration's fingertips,
+        for chunks of ``video:`` songs; `envs.control.nominal.reference`). The
+        mimic term follows the same fingertips.
     """
 
     scale: float = 0.25
     mimic_weight: float = 0.0
     mimic_margin: float = 0.05
     nominal: NominalConfig = dataclasses.field(default_factory=NominalConfig)
+    nominal_source: str = "plan"
 
     def __post_init__(self) -> None:
+        if self.nominal_source not in NOMINAL_SOURCES:
+            raise ValueError(f"ResidualConfig.nominal_source={self.nominal_source!r}: must be one of "
+                             f"{list(NOMINAL_SOURCES)}")
         if not 0.0 < self.scale <= 2.0:
             raise ValueError(f"ResidualConfig.scale={self.scale}: must be in (0, 2]")
         if self.mimic_weight < 0:
@@ -81,7 +92,10 @@ class ResidualConfig:
             raise ValueError(f"ResidualConfig.mimic_margin={self.mimic_margin}: must be > 0")
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["nominal_source"] == "plan":  # left out at its default: run keys from before it existed hold
+            del out["nominal_source"]
+        return out
 
     @classmethod
     def from_dict(cls, payload: dict | None) -> "ResidualConfig":
@@ -194,6 +208,15 @@ class ResidualEnv(dm_env.Environment):
     def controller(self) -> NominalController:
         return self._controller
 
+    def set_nominal(self, actions: np.ndarray) -> None:
+        """Play around other nominal actions (T, 39) from the next reset (the mpc kind's
+        closed-loop rollouts: each its own executed actions)."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self._env.episode_steps, len(self._half_range)):
+            raise ValueError(f"ResidualEnv.set_nominal: actions of shape {actions.shape}, expected "
+                             f"({self._env.episode_steps}, {len(self._half_range)})")
+        self._controller = NominalController(SimpleNamespace(actions=actions), self._minimum, self._maximum)
+
     def step_info(self) -> dict:
         """`PianoEnv.step_info()` plus ``applied_action`` (and a ``mimic`` reward term when weighted)."""
         return self._info
@@ -213,7 +236,8 @@ class ResidualEnv(dm_env.Environment):
         return timestep._replace(observation=obs)
 
 
-def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file) -> tuple[np.ndarray, np.ndarray]:
+def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file,
+                    source: str = "plan") -> tuple[np.ndarray, np.ndarray]:
     """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's nominal trajectory.
 
     With `cache_file`, a file written earlier for the same chunk and configs is
@@ -224,7 +248,7 @@ def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file) -> tup
 
     from envs.control.nominal import chunk_digest
 
-    key = f"{chunk_digest(chunk)}|{env_config.digest()}|{config.digest()}"
+    key = f"{chunk_digest(chunk)}|{env_config.digest()}|{config.digest()}" + ("" if source == "plan" else f"|{source}")
     if cache_file is not None and Path(cache_file).exists():
         try:
             with np.load(cache_file) as data:
@@ -232,11 +256,22 @@ def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file) -> tup
                     return data["actions"], data["targets"]
         except (OSError, KeyError, ValueError):
             pass  # damaged or foreign: solve again
-    trajectory = nominal_trajectory(chunk, env_config, config)
+    if source == "reference":
+        from envs.control.nominal.reference import reference_trajectory
+
+        trajectory = reference_trajectory(chunk, env_config, config)
+    else:
+        trajectory = nominal_trajectory(chunk, env_config, config)
     actions, targets = trajectory.actions, trajectory.command_targets
     if cache_file is not None:
         atomic.write_with(cache_file, lambda tmp: np.savez(tmp, key=np.array(key), actions=actions, targets=targets))
     return actions, targets
+
+
+def nominal_arrays(chunk, env_config, config: NominalConfig, cache_file=None) -> tuple[np.ndarray, np.ndarray]:
+    """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's IK nominal, read from
+    `cache_file` when it holds this one, else solved (and written there)."""
+    return _nominal_arrays(chunk, env_config, config, cache_file)
 
 
 def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | None = None, *,
@@ -244,8 +279,6 @@ def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | 
     """The residual task of one chunk; its nominal trajectory is solved once (cached
     in memory, and in `nominal_file` when given). `lean`: around a `LeanEnv`
     (`envs.piano.lean_env`, the same steps, cheaper) instead of a `PianoEnv`."""
-    from types import SimpleNamespace
-
     residual_config = residual_config or ResidualConfig()
     if lean:
         from envs.piano.lean_env import make_lean_env
@@ -253,7 +286,8 @@ def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | 
         env = make_lean_env(chunk, env_config)
     else:
         env = make_env(chunk, env_config, seed=seed)
-    actions, targets = _nominal_arrays(chunk, env.config, residual_config.nominal, nominal_file)
+    actions, targets = _nominal_arrays(chunk, env.config, residual_config.nominal, nominal_file,
+                                       residual_config.nominal_source)
     spec = env.action_spec()
     controller = NominalController(SimpleNamespace(actions=actions), spec.minimum, spec.maximum)
     return ResidualEnv(env, controller, residual_config, fingertip_targets=targets)
