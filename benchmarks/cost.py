@@ -14,6 +14,11 @@ Sections (all, or those named by --sections), each at every --dts timestep:
              lanes from the episode start, drivers step / rollout / batch
              (--threads threads for the last two); its baseline mj_step is
              mj_step_N of the physics section
+  rollouts   one rollout group per engine of `tasks.rollouts`, against mj_step
+             replaying its actions (`benchmarks.cost_kinds`)
+  kinds      CPU-seconds per stored step of each specialist kind and the bill of
+             an RP1M-size collection (`benchmarks.cost_kinds`; about 15 minutes
+             on a free 2-core machine at the default 550-step chunk)
 
 Every lane of every variant plays the same seeded random actions, so that all
 do the baseline's physics and the ratios (per core, against the section's
@@ -56,6 +61,7 @@ class Context:
     args: argparse.Namespace
     chunk: object
     envs: dict = field(default_factory=dict)  # dt -> make_env env
+    extra: dict = field(default_factory=dict)  # what sections keep: work folder, reports, "printers"
 
     def config(self, dt: float):
         from envs.piano.config import EnvConfig
@@ -168,7 +174,10 @@ def section_open_loop(ctx: Context) -> list[Row]:
     return rows
 
 
-SECTIONS = {"physics": section_physics, "open_loop": section_open_loop}
+from benchmarks.cost_kinds import section_kinds, section_rollouts  # noqa: E402 (they use the helpers above)
+
+SECTIONS = {"physics": section_physics, "open_loop": section_open_loop, "rollouts": section_rollouts,
+            "kinds": section_kinds}
 
 
 def main() -> None:
@@ -180,9 +189,22 @@ def main() -> None:
     parser.add_argument("--lanes", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="threads of the rollout / batch drivers")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk-steps", type=int, default=None, help="cut the chunk to this many steps (quick runs)")
+    parser.add_argument("--rollout-steps", type=int, default=200, help="rollouts section: episode length")
+    parser.add_argument("--kinds", default="", help="kinds section: these kinds only (comma-separated)")
+    parser.add_argument("--warmup", type=int, default=100, help="kinds section: warm-up steps of the short budgets")
+    parser.add_argument("--train-steps", default="100,300",
+                        help="kinds section: training steps after the warm-up of the two short budgets")
+    parser.add_argument("--catalog", default="datasets/catalog", help="kinds section: a built catalog, if any")
+    parser.add_argument("--music21-sample", type=int, default=40, help="music21 files sampled without a catalog")
+    parser.add_argument("--music21-max-bytes", type=int, default=60_000, help="...of at most this size")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.dts = [float(x) for x in args.dts.split(",")]
+    args.kinds = [k for k in args.kinds.split(",") if k]
+    args.train_steps = tuple(int(x) for x in args.train_steps.split(","))
+    if len(args.train_steps) != 2 or not 0 < args.train_steps[0] < args.train_steps[1]:
+        parser.error(f"--train-steps wants two increasing counts, got {args.train_steps}")
     names = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in names if s not in SECTIONS]
     if unknown:
@@ -192,18 +214,24 @@ def main() -> None:
     from envs.music.songs import load_song
 
     chunk = make_chunks(load_song(args.song))[0]
+    if args.chunk_steps:
+        from dataclasses import replace
+
+        chunk = replace(chunk, n_steps=min(args.chunk_steps, chunk.n_steps))
     ctx = Context(args, chunk)
     rows = [row for name in names for row in SECTIONS[name](ctx)]
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     if args.json:
         print(json.dumps({"song": args.song, "chunk_steps": chunk.n_steps, "cpus": affinity,
-                          "rows": [asdict(r) for r in rows]}))
+                          "rows": [asdict(r) for r in rows], "kinds": ctx.extra.get("kinds_report")}))
         return
     print(f"song {args.song} chunk 0 ({chunk.n_steps} steps), {args.steps} control steps per measurement, "
           f"best of {args.repeats}; CPUs {affinity}")
     print(f"{'section':10s} {'dt':>6s} {'what':24s} {'per core /s':>12s} {'wall /s':>10s} {'vs mj_step':>10s}  unit")
     for r in rows:
         print(f"{r.section:10s} {r.dt:6.3f} {r.name:24s} {r.per_core:12.1f} {r.wall:10.1f} {r.ratio:10.3f}  {r.unit}")
+    for printer in ctx.extra.get("printers", []):
+        printer(ctx)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def specialist_player(specialist_dir: str | Path) -> tuple[object, NextAction, d
     specialist_dir = Path(specialist_dir)
     state, manifest = load_specialist(specialist_dir)
     chunk = load_chunk(specialist_dir / "chunk.json")
-    env = specialist_env(manifest, chunk, work_dir=specialist_dir)
+    env = specialist_env(manifest, chunk, work_dir=specialist_dir, lean=False)  # rendered: dm_control physics
     spec = env.action_spec()
     featurize = flat_observation_fn(env)
 

@@ -28,9 +28,10 @@ last float bits between a batch of 8 and of 1 (the matrix products round
 differently), which the contact-rich physics can amplify into different key
 presses. `lanes` is therefore part of the evaluation key.
 
-Envs are expensive to build (about 2 s each, far more than a short episode),
-so they are kept in a small process-wide pool keyed by chunk and env config and
-reused across policies; `reset()` restores the initial state.
+Episodes run on the lean path (`envs.piano.lean_env.make_lean_env`: the env's
+steps on raw MuJoCo, tested equal to `make_env`'s). Envs are kept in a small
+process-wide pool keyed by chunk and env config and reused across policies;
+`reset()` restores the initial state.
 
 Records (`save_records` / `load_records`): `<stem>.json` lists every episode
 (policy, group, song, chunk, seed, steps, P/R/F1) and `<stem>.npz` holds the
@@ -169,7 +170,7 @@ class _EnvPool:
 
     def acquire(self, chunk, env_config: EnvConfig):
         from envs.music.chunks import chunk_to_json
-        from envs.piano.env import make_env
+        from envs.piano.lean_env import make_lean_env
 
         key = (hashlib.sha256(chunk_to_json(chunk).encode()).hexdigest(), env_config.digest())
         with self._lock:
@@ -179,7 +180,7 @@ class _EnvPool:
                 if not envs:
                     del self._idle[key]
                 return key, env
-        return key, make_env(chunk, env_config)
+        return key, make_lean_env(chunk, env_config)
 
     def release(self, key: tuple[str, str], env) -> None:
         with self._lock:

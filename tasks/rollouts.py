@@ -7,8 +7,11 @@ of the tanh-Gaussian policy at every step) and seeds the env's own random state
 pose, so trajectories differ through the stochastic policy only).
 
 Parallelism: rollouts are grouped in fixed lanes of `LANES`; one worker
-process steps the envs of a group in lockstep and runs one batched policy
-forward pass per step for the whole group. Groups are spread over `workers`
+process steps the lanes of a group in lockstep and runs one batched policy
+forward pass per step for the whole group. Engine "lean" (the default, for the
+kinds of `tasks.lean_rollouts.LEAN_KINDS`): the lanes are one raw-MuJoCo
+`LeanPiano`; engine "env": one dm_control env per lane (the reference the lean
+path is tested equal to, and the path of any other kind). Groups are spread over `workers`
 processes: `workers - 1` spawned children and the calling process itself (warm
 already, so only the children pay the start-up). Because a group's batch composition and every rollout's noise
 stream are fixed, the episodes (and their order) are identical whatever the
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 LANES = 8  # rollouts per batched policy call; fixed so results don't depend on the worker count
 ROLLOUT_VERSION = "rollouts-1"
+ENGINES = ("lean", "env")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class RolloutJob:
     base_seed: int
     n_rollouts: int
     key: str
+    engine: str = "lean"  # "lean" or "env": same episodes (tested), the lean one is cheaper
 
 
 def rollout_key(specialist_id: str, n_rollouts: int, base_seed: int, env_config: EnvConfig) -> str:
@@ -99,8 +104,9 @@ def _policy(specialist_dir: str):
 
 
 def _worker_setup(job: RolloutJob) -> dict:
-    if _WORKER.get("key") != job.key:
+    if _WORKER.get("key") != (job.key, job.engine):
         from envs.control.residual import flat_observation_fn, observation_dim
+        from tasks.lean_rollouts import LEAN_KINDS, make_group_sim
         from tasks.specialist import make_specialist_env
 
         _WORKER.clear()
@@ -111,27 +117,46 @@ def _worker_setup(job: RolloutJob) -> dict:
             from tasks.specialist import ResidualSpecialistConfig
 
             residual = ResidualSpecialistConfig.from_dict(manifest.get("residual_config"))
-        envs = [make_specialist_env(job.chunk, kind, job.env_config, residual, work_dir=Path(job.specialist_dir))
-                for _ in range(min(LANES, job.n_rollouts))]  # each seeds its own rollout: fewer lanes, same episodes
-        _WORKER.update(key=job.key, forward=forward, envs=envs, featurize=flat_observation_fn(envs[0]),
-                       obs_dim=observation_dim(envs[0]), nominal_for_seed=None)
-        if kind == "mpc":
-            from tasks.specialist_mpc import closed_loop_nominals
+        _WORKER.update(key=(job.key, job.engine), forward=forward, nominal_for_seed=None)
+        if job.engine == "lean" and kind in LEAN_KINDS:
+            _WORKER["sim"] = make_group_sim(job, kind, residual, LANES)
+        else:  # each env seeds its own rollout: fewer lanes, same episodes
+            envs = [make_specialist_env(job.chunk, kind, job.env_config, residual, work_dir=Path(job.specialist_dir),
+                                        lean=False) for _ in range(min(LANES, job.n_rollouts))]
+            _WORKER.update(envs=envs, featurize=flat_observation_fn(envs[0]), obs_dim=observation_dim(envs[0]))
+            if kind == "mpc":
+                from tasks.specialist_mpc import closed_loop_nominals
 
-            _WORKER["nominal_for_seed"] = closed_loop_nominals(job.chunk, job.env_config, manifest,
-                                                                Path(job.specialist_dir))
+                _WORKER["nominal_for_seed"] = closed_loop_nominals(job.chunk, job.env_config, manifest,
+                                                                    Path(job.specialist_dir))
     return _WORKER
 
 
 def _run_group(job: RolloutJob, group: int) -> list[dict]:
     """Roll out rollouts [group * LANES, ...) in lockstep; returns storage-ready episodes."""
-    from agents.common import to_env_action
-
     worker = _worker_setup(job)
-    envs, forward, featurize = worker["envs"], worker["forward"], worker["featurize"]
     indices = list(range(group * LANES, min((group + 1) * LANES, job.n_rollouts)))
     seeds = [job.base_seed + i for i in indices]
-    active = envs[: len(indices)]
+    if "sim" in worker:
+        from tasks.lean_rollouts import run_group_lean
+
+        records = run_group_lean(worker["sim"], worker["forward"], indices, seeds, LANES)
+    else:
+        records = _run_group_env(worker, seeds)
+    episodes = []
+    for index, seed, steps in zip(indices, seeds, records):
+        metrics = key_press_metrics(np.array([s.pop("_goal") for s in steps]),
+                                    np.array([s["pressed_keys"] for s in steps]))
+        episodes.append({"index": index, "seed": seed, "steps": steps, "metrics": metrics.as_dict()})
+    return episodes
+
+
+def _run_group_env(worker: dict, seeds: list[int]) -> list[list[dict]]:
+    """The env path of `_run_group`: one dm_control env per lane; per lane, its step records."""
+    from agents.common import to_env_action
+
+    envs, forward, featurize = worker["envs"], worker["forward"], worker["featurize"]
+    active = envs[: len(seeds)]
     noise_rngs = [np.random.default_rng(seed) for seed in seeds]
     for env, seed in zip(active, seeds):
         env.random_state_seed(seed)
@@ -177,13 +202,7 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
                 "_goal": info["goal_keys"],
             })
             timesteps[lane] = ts
-    episodes = []
-    for lane, (index, seed) in enumerate(zip(indices, seeds)):
-        steps = records[lane]["steps"]
-        metrics = key_press_metrics(np.array([s.pop("_goal") for s in steps]),
-                                    np.array([s["pressed_keys"] for s in steps]))
-        episodes.append({"index": index, "seed": seed, "steps": steps, "metrics": metrics.as_dict()})
-    return episodes
+    return [record["steps"] for record in records]
 
 
 def _run_and_save_group(args: tuple[RolloutJob, int, str]) -> int:
@@ -338,10 +357,14 @@ def rollout_chunk(
     workers: int = 1,
     base_seed: int = 0,
     env_config: EnvConfig | None = None,
+    engine: str = "lean",
 ) -> dict:
-    """Roll a trained specialist out `n_rollouts` times into `out_dir` (resumable)."""
+    """Roll a trained specialist out `n_rollouts` times into `out_dir` (resumable).
+    `engine` ("lean" or "env") changes the cost, not the episodes."""
     from tasks.specialist import read_manifest
 
+    if engine not in ENGINES:
+        raise ValueError(f"{chunk.chunk_id}: rollout engine {engine!r}, expected one of {ENGINES}")
     if n_rollouts < 1:
         raise ValueError(f"{chunk.chunk_id}: n_rollouts must be >= 1, got {n_rollouts}")
     specialist = read_manifest(Path(specialist_dir))
@@ -357,7 +380,7 @@ def rollout_chunk(
             return manifest
     out_dir.mkdir(parents=True, exist_ok=True)
     job = RolloutJob(chunk, song_id, str(specialist_dir), specialist["specialist_id"], env_config,
-                     base_seed, n_rollouts, key)
+                     base_seed, n_rollouts, key, engine)
     n_groups = -(-n_rollouts // LANES)
     todo = [g for g in range(n_groups) if _group_key(_group_path(out_dir, g)) != key]
     log.info("%s: %d rollouts in %d groups, %d to run on %d workers", chunk.chunk_id, n_rollouts,

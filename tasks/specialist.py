@@ -183,11 +183,16 @@ def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: i
 
 
 def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, residual_config=None,
-                        *, seed: int | None = None, work_dir: Path | None = None):
-    """The env a specialist of `kind` acts in: a `PianoEnv` (droq) or a `ResidualEnv`
+                        *, seed: int | None = None, work_dir: Path | None = None, lean: bool = True):
+    """The env a specialist of `kind` acts in: the piano task (droq) or a `ResidualEnv`
     (residual, ik; its nominal trajectory is cached in `work_dir/nominal.npz`; mpc: around
-    the optimised trajectory its training wrote there)."""
+    the optimised trajectory its training wrote there), on the lean path (`envs.piano.lean_env`:
+    the same steps, cheaper) unless `lean` is False (mpc: always the dm_control env)."""
     if check_kind(kind) == "droq":
+        if lean:
+            from envs.piano.lean_env import make_lean_env
+
+            return make_lean_env(chunk, env_config)
         return make_env(chunk, env_config, seed=seed)
     from envs.control.residual import make_residual_env
 
@@ -197,19 +202,21 @@ def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, r
         from tasks.specialist_mpc import mpc_env
 
         return mpc_env(chunk, env_config, task, work_dir=work_dir, seed=seed)
-    return make_residual_env(chunk, env_config, task, seed=seed, nominal_file=nominal_file)
+    return make_residual_env(chunk, env_config, task, seed=seed, nominal_file=nominal_file, lean=lean)
 
 
 def _residual_config(manifest: dict) -> ResidualSpecialistConfig:
     return ResidualSpecialistConfig.from_dict(manifest.get("residual_config"))
 
 
-def specialist_env(manifest: dict, chunk, *, seed: int | None = None, work_dir: Path | None = None):
-    """The env of a finished specialist, from its manifest (and its folder's cached nominal trajectory)."""
+def specialist_env(manifest: dict, chunk, *, seed: int | None = None, work_dir: Path | None = None,
+                   lean: bool = True):
+    """The env of a finished specialist, from its manifest (and its folder's cached nominal trajectory);
+    `lean=False` for the dm_control env (what a renderer needs: its `physics`)."""
     kind = manifest.get("kind", "droq")
     residual = _residual_config(manifest) if kind != "droq" else None
     return make_specialist_env(chunk, kind, EnvConfig.from_dict(manifest["env_config"]), residual, seed=seed,
-                               work_dir=work_dir)
+                               work_dir=work_dir, lean=lean)
 
 
 def read_manifest(work_dir: Path) -> dict | None:

@@ -200,9 +200,29 @@ def ddim_sample(
     only the U-Net body runs inside the `fori_loop` over denoising steps.
     """
     net = make_unet(config, action_dim, global_cond.shape[-1])
+    obs_films = net.apply({"params": params}, global_cond, method="film_from_obs")
+    return _ddim_loop(net, params, time_films, obs_films, key, config, action_dim)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "action_dim", "global_cond_dim"))
+def ddim_sample_with_films(
+    params: Params,
+    time_films: tuple[jax.Array, ...],
+    obs_films: tuple[jax.Array, ...],
+    key: jax.Array,
+    *,
+    config: DiffusionConfig,
+    action_dim: int,
+    global_cond_dim: int,
+) -> jax.Array:
+    """`ddim_sample` given the observation part of the FiLM, per block (B, W) (`agents.diffusion.film`)."""
+    net = make_unet(config, action_dim, global_cond_dim)
+    return _ddim_loop(net, params, time_films, obs_films, key, config, action_dim)
+
+
+def _ddim_loop(net, params, time_films, obs_films, key, config: DiffusionConfig, action_dim: int) -> jax.Array:
     tables = config_ddim_tables(config)
     variables = {"params": params}
-    obs_films = net.apply(variables, global_cond, method="film_from_obs")
     alpha_bar = jnp.asarray(tables.alpha_bar)
     alpha_bar_prev = jnp.asarray(tables.alpha_bar_prev)
 
@@ -211,7 +231,7 @@ def ddim_sample(
         epsilon = net.apply(variables, sample, films, method="denoise")
         return ddim_step(sample, epsilon, alpha_bar[i], alpha_bar_prev[i], clip_sample=config.clip_sample)
 
-    noise = jax.random.normal(key, (global_cond.shape[0], config.pred_horizon, action_dim), jnp.float32)
+    noise = jax.random.normal(key, (obs_films[0].shape[0], config.pred_horizon, action_dim), jnp.float32)
     sample = jax.lax.fori_loop(0, len(tables.timesteps), denoise_once, noise)
     return jnp.clip(sample, -1.0, 1.0)
 
@@ -264,6 +284,7 @@ class DiffusionPolicy:
         self.params = jax.tree_util.tree_map(jnp.asarray, params)
         self.normalizer = normalizer
         self._time_films = None  # ddim_time_films(params), computed at the first predict_chunk
+        self._obs_film = False  # agents.diffusion.film.ObsFilm (None: none), built at the first predict_chunk
 
     @classmethod
     def from_parts(cls, *, spec: PolicySpec, config: DiffusionConfig, params: Params, normalizer: Normalizer):
@@ -281,14 +302,24 @@ class DiffusionPolicy:
                 f"DiffusionPolicy.predict_chunk: obs has shape {obs.shape}, expected "
                 f"(B, {spec.obs_horizon}, {spec.obs_dim})"
             )
-        global_cond = self.normalizer.normalize_obs(obs).reshape(obs.shape[0], -1).astype(np.float32)
+        cond_dim = spec.obs_horizon * spec.obs_dim
         if self._time_films is None:
             self._time_films = ddim_time_films(
-                self.params, config=self.config, action_dim=spec.action_dim, global_cond_dim=global_cond.shape[-1]
+                self.params, config=self.config, action_dim=spec.action_dim, global_cond_dim=cond_dim
             )
-        actions = ddim_sample(
-            self.params, self._time_films, global_cond, key, config=self.config, action_dim=spec.action_dim
-        )
+        if self._obs_film is False:
+            from agents.diffusion.film import ObsFilm
+
+            self._obs_film = ObsFilm.build(self.params, self.config, spec, self.normalizer)
+        obs_films = self._obs_film(obs) if self._obs_film is not None else None
+        if obs_films is not None:  # goal inputs 0/1: the FiLM from a few weight rows
+            actions = ddim_sample_with_films(self.params, self._time_films, obs_films, key, config=self.config,
+                                             action_dim=spec.action_dim, global_cond_dim=cond_dim)
+        else:
+            global_cond = self.normalizer.normalize_obs(obs).reshape(obs.shape[0], -1).astype(np.float32)
+            actions = ddim_sample(
+                self.params, self._time_films, global_cond, key, config=self.config, action_dim=spec.action_dim
+            )
         start = spec.current_index
         chunk = np.asarray(actions[:, start : start + spec.action_horizon])
         return self.normalizer.unnormalize_action(chunk)

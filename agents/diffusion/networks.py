@@ -311,7 +311,10 @@ class ConditionalUnet1D(nn.Module):
 
     def film_from_obs(self, global_cond: jax.Array) -> tuple[jax.Array, ...]:
         """(B, G) global condition -> per residual block, its part of the FiLM (B, W)."""
-        features = mish(global_cond)
+        return self.film_from_obs_features(mish(global_cond))
+
+    def film_from_obs_features(self, features: jax.Array) -> tuple[jax.Array, ...]:
+        """`film_from_obs` after its Mish: linear in the (B, G) features (`agents.diffusion.film`)."""
         return tuple(b.film_from_obs(features) for b in self._residual_blocks())
 
     def denoise(self, sample: jax.Array, films: Sequence[jax.Array]) -> jax.Array:

@@ -279,6 +279,11 @@ def _sample_actions(apply_fn, params, observations, key):
 
 
 @functools.partial(jax.jit, static_argnames="apply_fn")
+def _sample_actions_at(apply_fn, params, observations, key, step):
+    return _sample_actions(apply_fn, params, observations, jax.random.fold_in(key, step))
+
+
+@functools.partial(jax.jit, static_argnames="apply_fn")
 def _eval_actions(apply_fn, params, observations):
     mean, _ = apply_fn({"params": params}, observations)
     return tanh_gaussian_mode(mean)
@@ -293,6 +298,13 @@ def sample_actions(state: DroQState, observations: jax.Array, key: jax.Array) ->
     """
     _check_observations(state, observations)
     return _sample_actions(state.actor.apply_fn, state.actor.params, observations, key)
+
+
+def sample_actions_at(state: DroQState, observations: jax.Array, key: jax.Array, step: int) -> jax.Array:
+    """`sample_actions(state, observations, jax.random.fold_in(key, step))` in one compiled call
+    (the same actions: fold_in inside jit gives the same key), as the env loop needs per step."""
+    _check_observations(state, observations)
+    return _sample_actions_at(state.actor.apply_fn, state.actor.params, observations, key, np.uint32(step))
 
 
 def eval_actions(state: DroQState, observations: jax.Array) -> jax.Array:

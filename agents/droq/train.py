@@ -156,7 +156,7 @@ def train(
         if step < config.warmup_steps:
             action = warmup_action(action_dim)
         else:
-            action = np.asarray(droq.sample_actions(state, obs, jax.random.fold_in(policy_key, step)))
+            action = np.asarray(droq.sample_actions_at(state, obs, policy_key, step))
         timestep = env.step(to_env_action(action, spec.minimum, spec.maximum))
         next_obs = flatten(timestep.observation)
         # Episodes end by time limit only, so the bootstrap discount stays 1 (robopianist).

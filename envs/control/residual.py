@@ -5,7 +5,8 @@ Our nominal q_ik comes from the chunk's notes alone (`envs.control.nominal`, OT
 fingering + mink IK), or, for a chunk of a video demonstration, from the
 video's fingertips (`nominal_source: reference`, `envs.control.nominal.reference`).
 
-`ResidualEnv` wraps a `PianoEnv`:
+`ResidualEnv` wraps a `PianoEnv` (or a `LeanEnv`, the same steps on the lean
+path; `LeanResidual` in `envs.control.lean_residual` is this task for many lanes):
 
 - action: the residual r in [-1, 1]^39 (the agent's tanh-Gaussian range);
   the env receives clip(nominal_t + scale * half_range * r) in its own units,
@@ -35,6 +36,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import dm_env
 import numpy as np
@@ -43,6 +45,9 @@ from dm_env import specs
 from envs import atomic
 from envs.control.nominal import NominalConfig, NominalController, nominal_trajectory
 from envs.piano.env import PianoEnv, flatten_observation, make_env
+
+if TYPE_CHECKING:
+    from envs.piano.lean_env import LeanEnv
 
 NOMINAL_KEY = "nominal_action"
 NOMINAL_SOURCES = ("plan", "reference")
@@ -118,7 +123,7 @@ def _gaussian_tolerance(distance: np.ndarray, margin: float) -> np.ndarray:
 class ResidualEnv(dm_env.Environment):
     """A `PianoEnv` whose action is a bounded residual around the nominal controller."""
 
-    def __init__(self, env: PianoEnv, controller: NominalController, config: ResidualConfig,
+    def __init__(self, env: "PianoEnv | LeanEnv", controller: NominalController, config: ResidualConfig,
                  fingertip_targets: np.ndarray | None = None) -> None:
         self._env = env
         self._config = config
@@ -148,7 +153,7 @@ class ResidualEnv(dm_env.Environment):
         reward = timestep.reward
         if self._config.mimic_weight > 0 and self._targets is not None:
             target = self._targets[min(self._t, len(self._targets) - 1)]
-            tips = self._env.task.fingertip_positions(self._env.physics)
+            tips = self._env.fingertip_positions()
             mimic = float(np.mean(_gaussian_tolerance(np.linalg.norm(tips - target, axis=-1),
                                                       self._config.mimic_margin)))
             terms = dict(info.get("reward_terms", {}))
@@ -270,11 +275,17 @@ def nominal_arrays(chunk, env_config, config: NominalConfig, cache_file=None) ->
 
 
 def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | None = None, *,
-                      seed: int | None = None, nominal_file=None) -> ResidualEnv:
+                      seed: int | None = None, nominal_file=None, lean: bool = False) -> ResidualEnv:
     """The residual task of one chunk; its nominal trajectory is solved once (cached
-    in memory, and in `nominal_file` when given)."""
+    in memory, and in `nominal_file` when given). `lean`: around a `LeanEnv`
+    (`envs.piano.lean_env`, the same steps, cheaper) instead of a `PianoEnv`."""
     residual_config = residual_config or ResidualConfig()
-    env = make_env(chunk, env_config, seed=seed)
+    if lean:
+        from envs.piano.lean_env import make_lean_env
+
+        env = make_lean_env(chunk, env_config)
+    else:
+        env = make_env(chunk, env_config, seed=seed)
     actions, targets = _nominal_arrays(chunk, env.config, residual_config.nominal, nominal_file,
                                        residual_config.nominal_source)
     spec = env.action_spec()

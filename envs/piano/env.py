@@ -111,6 +111,10 @@ class PianoEnv(dm_env.Environment):
         ot_key_for_finger (10,), pressed_keys (88,), sustain_pressed, goal_keys (88,)."""
         return self.task.step_info
 
+    def fingertip_positions(self) -> np.ndarray:
+        """(10, 3) fingertip sites in world coordinates, right hand first."""
+        return self.task.fingertip_positions(self.physics)
+
     def random_state_seed(self, seed: int) -> None:
         """Reseed the env's own randomness (unused by the default task, kept for variations)."""
         self._env.random_state.seed(seed)

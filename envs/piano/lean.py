@@ -129,11 +129,32 @@ class LeanPiano:
         bounds = np.cumsum([0] + [len(f) for f in forces])
         self._hand_power = [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
+    def spawn(self, n_lanes: int) -> "LeanPiano":
+        """A new `LeanPiano` of the same chunk, config and (shared) model with `n_lanes`
+        fresh lanes at the episode start: no env to build."""
+        if n_lanes < 1:
+            raise ValueError(f"LeanPiano({self.chunk_id}).spawn: n_lanes must be >= 1, got {n_lanes}")
+        new = copy.copy(self)
+        new._sustain_values = {}
+        new._datas = [mujoco.MjData(self.model) for _ in range(n_lanes)]
+        new._scratch = mujoco.MjData(self.model)
+        new._t = np.zeros(n_lanes, dtype=np.int64)
+        new._sustain = np.zeros(n_lanes)
+        new._ot_key = np.full((n_lanes, 10), -1, dtype=np.int8)
+        new._terms = [{} for _ in range(n_lanes)]
+        new.reset()
+        return new
+
     # --- lanes and state ------------------------------------------------------------
 
     @property
     def n_lanes(self) -> int:
         return len(self._datas)
+
+    @property
+    def obs_dim(self) -> int:
+        """Length of the flat RP1M observation (1144 with the default goal steps)."""
+        return sum(self._sizes.values())
 
     def data(self, lane: int) -> mujoco.MjData:
         """The lane's MjData (read it; write it only through this class)."""

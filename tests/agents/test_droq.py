@@ -258,6 +258,9 @@ def test_sample_and_eval_actions_for_single_and_batched_observations():
     )
     mean, _ = state.actor.apply_fn({"params": state.actor.params}, obs)
     np.testing.assert_allclose(droq.eval_actions(state, obs), jnp.tanh(mean), rtol=1e-6)
+    for step in (0, 7, 2**31 + 3):  # the env loop's one call per step: the key folded in inside jit
+        np.testing.assert_array_equal(droq.sample_actions_at(state, obs[0], key, step),
+                                      droq.sample_actions(state, obs[0], jax.random.fold_in(key, step)))
 
 
 def test_zero_mean_head_makes_the_mode_zero_and_still_learns():

@@ -13,7 +13,7 @@ from agents.common.policy import PolicySpec
 from envs.music.chunks import make_chunks, save_chunk
 from envs.music.songs import load_song
 from envs.piano.config import EnvConfig
-from envs.piano.env import flatten_observation
+from envs.piano.env import flatten_observation, make_env
 from envs.piano.metrics import key_press_metrics
 from tasks.policy_eval import (
     ENV_POOL,
@@ -126,13 +126,12 @@ def test_batched_lockstep_matches_one_episode_at_a_time(chunk_files, action_boun
 
     reference_policy = WindowPolicy(spec, *action_bounds)
     for result, item in zip(batched, items):
-        # The env the batched run used, from the pool (building envs is the slow part);
-        # the reference resets it as any dm_env user would.
-        env_key, env = ENV_POOL.acquire(replace(chunks[item.chunk_id], n_steps=item.n_steps), ENV_CONFIG)
+        # The reference plays the dm_control env (evaluation runs on the lean path).
+        env = make_env(replace(chunks[item.chunk_id], n_steps=item.n_steps), ENV_CONFIG)
         try:
             goal, pressed, windows = _reference_episode(reference_policy, env, item.n_steps)
         finally:
-            ENV_POOL.release(env_key, env)
+            env.close()
         np.testing.assert_array_equal(result.goal_keys, goal)
         np.testing.assert_array_equal(result.pressed_keys, pressed)
         assert (result.precision, result.recall, result.f1) == pytest.approx(

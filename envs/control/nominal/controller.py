@@ -4,9 +4,10 @@ Search (`NominalConfig.search`): the open-loop result of one config is
 brittle (a finger catching a key edge costs a note and can jam the hand),
 so `nominal_trajectory` also solves the chunk with each of
 `SEARCH_VARIANTS` (press timing, hover height, step-by-step fingering),
-plays every candidate in a fresh env and keeps the best key-press F1.
-The env is deterministic, so that F1 is what the open-loop controller
-gets; it costs one IK solve and one episode per candidate.
+plays every candidate open loop on the lean path (`envs.piano.lean_rollout`,
+the F1 of a fresh env to the bit) and keeps the best key-press F1. The env is
+deterministic, so that F1 is what the open-loop controller gets; it costs one
+IK solve and one (lean) episode per candidate.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from envs.piano.config import EnvConfig
 if TYPE_CHECKING:
     from envs.music.chunks import Chunk
     from envs.piano.env import PianoEnv
+    from envs.piano.lean import LeanPiano
     from envs.piano.metrics import KeyPressMetrics
     from envs.piano.rollout import EpisodeRecord
 
@@ -65,10 +67,11 @@ def nominal_trajectory(chunk: "Chunk", env_config: EnvConfig | None = None,
     """`solve_trajectory` for a chunk, cached per (chunk content, env config, nominal config).
 
     With `config.search`, the trajectory of `config` and of each of
-    `SEARCH_VARIANTS` is played open loop in a fresh env and the one with the
+    `SEARCH_VARIANTS` is played open loop (`open_loop_f1`) and the one with the
     best key-press F1 is returned (ties: the earlier candidate, `config` first).
     """
     from envs.piano.env import make_env
+    from envs.piano.lean import LeanPiano
 
     env_config = env_config or EnvConfig()
     config = config or NominalConfig()
@@ -78,18 +81,20 @@ def nominal_trajectory(chunk: "Chunk", env_config: EnvConfig | None = None,
         return _CACHE[cache_key]
     candidates = [{}] + (list(SEARCH_VARIANTS) if config.search else [])
     sustain = sustain_goal(chunk, chunk.n_steps)
-    best, scores = None, []
     env = make_env(chunk, env_config, seed=0)
     try:
-        for overrides in candidates:
-            trajectory = _single_threaded(solve_trajectory, env, sustain, replace(config, **overrides))
-            f1 = play_actions(chunk, env_config, trajectory.actions).metrics.f1 if len(candidates) > 1 else None
-            scores.append((json.dumps(overrides, sort_keys=True), f1))
-            if best is None or f1 > best[1]:
-                best = (trajectory, f1, len(scores) - 1)
+        lean = LeanPiano(chunk, env_config, 1, env=env) if len(candidates) > 1 else None
+        trajectories = [_single_threaded(solve_trajectory, env, sustain, replace(config, **overrides))
+                        for overrides in candidates]
     finally:
         env.close()
-    trajectory, f1, chosen = best
+    f1s = open_loop_f1(lean, [t.actions for t in trajectories]) if lean is not None else [None]
+    scores = [(json.dumps(overrides, sort_keys=True), f1) for overrides, f1 in zip(candidates, f1s)]
+    chosen = 0  # the first best (ties: the earlier candidate)
+    for index, f1 in enumerate(f1s):
+        if f1 is not None and f1 > f1s[chosen]:
+            chosen = index
+    trajectory, f1 = trajectories[chosen], f1s[chosen]
     if len(candidates) > 1:
         trajectory = replace(trajectory, search=tuple([scores[chosen]] + scores[:chosen] + scores[chosen + 1:]))
         logger.info("%s: nominal search chose %s (open-loop F1 %.3f; %s)", chunk.chunk_id, scores[chosen][0], f1,
@@ -100,6 +105,16 @@ def nominal_trajectory(chunk: "Chunk", env_config: EnvConfig | None = None,
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return trajectory
+
+
+def open_loop_f1(lean: "LeanPiano", candidates: list[np.ndarray]) -> list[float]:
+    """Key-press F1 of each (T, 39) action sequence played open loop from the episode start
+    over the whole chunk (the last action held past its end, as `play_actions`)."""
+    from envs.piano.lean_rollout import open_loop, result_metrics
+
+    n_steps = lean.n_steps
+    padded = np.stack([np.asarray(a, np.float64)[np.minimum(np.arange(n_steps), len(a) - 1)] for a in candidates])
+    return [float(f) for f in result_metrics(lean, open_loop(lean, padded))["f1"]]
 
 
 def clear_nominal_cache() -> None:

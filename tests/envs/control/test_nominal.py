@@ -224,7 +224,7 @@ def test_search_keeps_the_best_candidate_and_reports_every_f1(scale_chunk):
     scores = [f1 for _, f1 in trajectory.search]
     assert scores[0] == max(scores) and all(0.0 <= f <= 1.0 for f in scores)
     assert len(set(scores)) > 1  # the candidates do play differently
-    assert run_open_loop(scale_chunk).metrics.f1 == pytest.approx(scores[0])  # deterministic replay
+    assert run_open_loop(scale_chunk).metrics.f1 == scores[0]  # the lean search's F1 is the env's, to the bit
     single = nominal_trajectory(scale_chunk, config=NominalConfig(search=False))
     assert single.search == ()
     if trajectory.search[0][0] == "{}":
