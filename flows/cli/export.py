@@ -14,7 +14,7 @@ FORMATS = ("lerobot",)
 
 @app.command()
 def export(
-    out_dir: Path = typer.Argument(..., help="the dataset folder to write (replaced whole)"),
+    out_dir: Path = typer.Argument(..., metavar="OUT", help="the dataset folder to write (replaced whole)"),
     format: str = typer.Option("lerobot", "--format", help="lerobot (LeRobotDataset v3.0)"),
     songs: Optional[str] = typer.Option(None, "--songs", help="comma-separated song ids (default: all complete songs)"),
     params: Optional[Path] = typer.Option(None, help="take the shards folder from this params.yaml"),
