@@ -39,8 +39,8 @@ def chunk_counts(n_songs: int, catalog_dir: str | None, rng: np.random.Generator
     if not rows:
         raise SystemExit(f"{catalog_dir}: no playable catalog rows (build one with `pianoset songs`)")
     if len(rows) >= n_songs:
-        return list(rng.permutation(rows)[:n_songs]), f"{n_songs} of {len(rows)} catalog songs"
-    return list(rng.choice(rows, size=n_songs)), f"{n_songs} sampled with replacement from {len(rows)} catalog songs"
+        return [int(c) for c in rng.permutation(rows)[:n_songs]], f"{n_songs} of {len(rows)} catalog songs"
+    return [int(c) for c in rng.choice(rows, size=n_songs)], f"{n_songs} sampled with replacement from {len(rows)} catalog songs"
 
 
 def stub_tasks(chunks_of: dict[str, int]):
@@ -142,7 +142,10 @@ def main() -> None:
     sizes = sorted({int(s) for s in args.sizes.split(",") if s} | {args.songs})
     counts, source = chunk_counts(max(sizes), args.catalog_dir, np.random.default_rng(args.seed))
     scratch = Path(tempfile.mkdtemp(prefix="collect-scale-"))
-    results = [run_size(n, counts, scratch) for n in sizes]
+    results = []
+    for n in sizes:
+        results.append(run_size(n, counts, scratch))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # each size as it ends
     base = results[0]
     for r in results:
         r["per_chunk_over_baseline"] = round(r["s_per_1000_chunks"] / base["s_per_1000_chunks"], 2)
