@@ -11,7 +11,7 @@ export PYOPENGL_PLATFORM ?= osmesa
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PREFECT_HOME ?= $(CURDIR)/.cache/prefect
 
-.PHONY: setup debs demo test test-slow bench clean
+.PHONY: setup debs demo test test-slow bench lerobot-check clean
 
 setup: debs $(STAMP)
 	@mkdir -p "$(PREFECT_HOME)"  # Prefect creates only the last level of its home
@@ -43,6 +43,18 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python benchmarks/env_speed.py
+
+# The LeRobot export loaded by the real `lerobot` (LeRobotDataset), in its own virtualenv: its pins
+# (torch, datasets, numpy 2, pyarrow) differ from ours. SHARDS: the song folders to export
+# (default datasets/shards; a small synthetic collection when it has none).
+LEROBOT_VENV := .cache/lerobot-venv
+SHARDS ?= datasets/shards
+lerobot-check: setup
+	test -x $(LEROBOT_VENV)/bin/python || $(PYTHON) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/pip install -q -r requirements/lerobot.txt
+	rm -rf .cache/lerobot-export
+	$(BIN)/python -m tests.lerobot.make_export .cache/lerobot-export --shards $(SHARDS)
+	$(LEROBOT_VENV)/bin/python tests/lerobot/load_export.py .cache/lerobot-export
 
 clean:
 	rm -rf $(VENV) .cache work

@@ -85,7 +85,7 @@ class _Job:
     kind: str  # "robopianist" | "music21" | "midi" | "video"
     target: str  # library name, corpus file (absolute), MIDI path as found or demonstration folder
     key: str  # cache key
-    size: int  # bytes, to schedule big files first
+    size: int  # bytes
 
 
 class _Timeout(BaseException):
@@ -120,7 +120,7 @@ def _time_limit(cpu_seconds: float | None):
 
 def _convert(job: _Job, timeout_s: float | None) -> dict:
     """Rows of one job, as a cache entry. Runs in a worker process."""
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     rows: list[CatalogRow] = []
     timed_out = False
     try:
@@ -158,8 +158,19 @@ def _convert(job: _Job, timeout_s: float | None) -> dict:
         "timed_out": timed_out,
         "timeout_s": timeout_s,
         "seconds": round(time.perf_counter() - started, 3),
+        "cpu_s": round(time.process_time() - started_cpu, 3),  # what the build costs on an idle machine
         "rows": [r.as_dict() for r in rows],
     }
+
+
+# CPU seconds per byte by file kind, roughly (`python -m benchmarks.catalog_profile`): ABC is
+# dense text (a 44 KB book holds 129 tunes, 25 s), MusicXML verbose (1.2 MB, 1.6 s), .mxl zipped.
+_COST_PER_BYTE = {".abc": 500.0, ".krn": 100.0, ".mxl": 50.0, ".xml": 1.5, ".musicxml": 1.5}
+
+
+def _cost(job: _Job) -> float:
+    """A guess of a job's conversion time, to start the slow ones first."""
+    return job.size * _COST_PER_BYTE.get(Path(job.target).suffix.lower(), 1.0)
 
 
 def _job_ref(job: _Job) -> str:
@@ -348,7 +359,7 @@ def build_catalog_report(
         if progress is not None:
             progress(done, total)
 
-    todo.sort(key=lambda j: -j.size)  # big files first: the pool ends together
+    todo.sort(key=lambda j: -_cost(j))  # slow files first: the pool ends together
     n_workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     deaths = 0
     if todo and (n_workers == 1 or len(todo) == 1):

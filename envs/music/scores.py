@@ -11,6 +11,7 @@ from pathlib import Path
 
 from note_seq import midi_io, music_pb2
 
+from envs.music.score_notes import has_repeats, score_to_sequence
 from envs.music.songs import MUSIC21_PREFIX, Song, SongError, make_song
 
 logger = logging.getLogger(__name__)
@@ -124,11 +125,26 @@ def _strip_repeats(score) -> None:
                 element.activeSite.remove(element)
 
 
-def _score_to_sequence(score) -> music_pb2.NoteSequence:
-    """Render a score as performed with music21's MIDI writer; badly formed repeats
-    (music21 cannot expand them) are dropped and the score is played once through."""
+def _render(score, via: str) -> music_pb2.NoteSequence:
+    """The score as performed: `via="notes"` read off the score (`envs.music.score_notes`, the
+    default), `via="midi"` through music21's MIDI writer and note_seq's reader (4x slower)."""
+    from music21 import stream
+
+    if via == "midi":
+        from music21.midi import translate
+
+        return midi_io.midi_to_note_sequence(translate.music21ObjectToMidiFile(score).writestr())
+    if via != "notes":
+        raise ValueError(f"via={via!r}: expected 'notes' or 'midi'")
+    if has_repeats(score) and score[stream.Measure]:
+        score = score.expandRepeats()
+    return score_to_sequence(score)
+
+
+def _score_to_sequence(score, via: str = "notes") -> music_pb2.NoteSequence:
+    """Render a score as performed (music21's MIDI writer's rules, `_render`); badly formed
+    repeats (music21 cannot expand them) are dropped and the score is played once through."""
     from music21 import harmony, stream
-    from music21.midi import translate
 
     for element in list(score.recurse().getElementsByClass(harmony.Harmony)):
         site = element.activeSite
@@ -148,13 +164,13 @@ def _score_to_sequence(score) -> music_pb2.NoteSequence:
     _dedupe_shared_elements(score)
     notated = sum(len(element.pitches) for element in score.recurse().notes)
     try:
-        seq = midi_io.midi_to_note_sequence(translate.music21ObjectToMidiFile(score).writestr())
+        seq = _render(score, via)
         if notated and len(seq.notes) > MAX_REPEAT_EXPANSION * notated:
             raise ValueError(f"repeats expanded {notated} notated notes into {len(seq.notes)}")
     except Exception as exc:  # ExpanderException, RepeatException, the check above
         logger.debug("music21 MIDI writer failed (%s: %s); retrying without repeats", type(exc).__name__, exc)
         _strip_repeats(score)
-        seq = midi_io.midi_to_note_sequence(translate.music21ObjectToMidiFile(score).writestr())
+        seq = _render(score, via)
     return seq
 
 
@@ -193,12 +209,14 @@ def _collection_error(ref: str, numbers: list[str]) -> SongError:
     )
 
 
-def load_music21_file(name: str | Path, *, _single: bool = False) -> list[tuple[str, Song | SongError]]:
+def load_music21_file(name: str | Path, *, _single: bool = False, via: str = "notes"
+                      ) -> list[tuple[str, Song | SongError]]:
     """All songs of one corpus file, as (ref, Song or the SongError that describes it).
 
     `name` is a path relative to the corpus root (extension optional, ``#<n>``
     picks one tune of a collection) or an absolute path inside the corpus. A file
-    holding one piece gives one entry; a tune collection gives one per tune.
+    holding one piece gives one entry; a tune collection gives one per tune. `via`: how a
+    score becomes notes (`_render`).
     """
     from music21 import converter, stream
 
@@ -255,7 +273,7 @@ def load_music21_file(name: str | Path, *, _single: bool = False) -> list[tuple[
         title = _score_title(score, path)
         try:
             with _quiet_music21():
-                seq = _score_to_sequence(score)
+                seq = _score_to_sequence(score, via)
         except Exception as exc:
             reason = f"{ref}: music21 could not render it as MIDI ({type(exc).__name__}: {exc})"
             results.append((ref, SongError(reason)))

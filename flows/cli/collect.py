@@ -40,6 +40,7 @@ def collect(
     work_dir: Optional[str] = typer.Option(None),
     shards_dir: Optional[str] = typer.Option(None),
     register: Optional[bool] = typer.Option(None, "--register/--no-register", help="record new shards with DVC"),
+    plan: bool = typer.Option(False, "--plan", help="run nothing: what would run or be reused, CPU-hours, disk"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Launch (or resume: rerun the same command) an RP1M-style collection."""
@@ -67,6 +68,11 @@ def collect(
     config = replace(config, work_dir=str(Path(config.work_dir).resolve()),
                      shards_dir=str(Path(config.shards_dir).resolve()),
                      specialists_dir=str(Path(config.specialists_dir).resolve()))
+    if plan:
+        from flows.cli.plan import show_plan
+
+        show_plan(config, CATALOG_DIR, as_json)
+        return
     with progress_bar("collecting", as_json) as progress:
         task_id = progress.add_task("songs", total=len(config.songs))
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks.registry.dvc import LOCK_NAME, acquire, configure_remote, git, git_root, init_dvc, keep_ignored, relative
+from tasks.registry.dvc import (LOCK_NAME, RegistryError, acquire, configure_remote, git, git_root, init_dvc,
+                                 keep_ignored, relative)
 from tasks.registry.publish import check_new_tag, commit_metadata, default_message, metadata_files, push_data
 from tasks.registry.pull import dvc_fs, pull_song, resolve_rev, songs_to_pull
 from tasks.registry.register import all_outputs, register_outputs
@@ -69,7 +70,9 @@ def publish(
     """Registers the data, pushes it to the DVC remote (unless `push=False`),
     git-commits the DVC metadata and creates the annotated tag `tag`.
 
-    Raises `RegistryError` naming the tag if it exists. Returns `{"tag",
+    The shards must pass `tasks.registry.card.validate_shards` (else `RegistryError` naming
+    each bad song folder, and nothing is recorded); the version carries the generated
+    `datasets/DATASET.md`. Raises `RegistryError` naming the tag if it exists. Returns `{"tag",
     "commit", "committed", "remote", "files_pushed", "register"}`;
     `committed` is False when the metadata had not changed (the tag then
     points at HEAD), `files_pushed` None when `push=False`.
@@ -79,13 +82,14 @@ def publish(
     init_dvc(root)
     with registry_lock(root, lock_timeout_s):
         check_new_tag(root, tag)  # again: another publisher may have won the lock first
+        card = release_card(root)  # refuses shards that fail validation, before anything is recorded
         remote_name, remote_url = configure_remote(root)
         registered = register_outputs(root, None)
         files_pushed = push_data(root, remote_name, remote_url) if push else None
         outputs = all_outputs(root)
         keep_ignored(root, outputs)  # before the commit: the tag must hold the .gitignore lines
         message = message or default_message(tag, registered)
-        commit, committed = commit_metadata(root, metadata_files(root, outputs), message)
+        commit, committed = commit_metadata(root, [*metadata_files(root, outputs), card], message)
         git(root, "tag", "--annotate", tag, "--message", message, commit, what=f"git tag {tag}")
     logger.info("published %s at %s (%s files pushed)", tag, commit[:12], files_pushed)
     return {
@@ -95,7 +99,22 @@ def publish(
         "remote": remote_name,
         "files_pushed": files_pushed,
         "register": registered,
+        "card": card,
     }
+
+
+def release_card(root: Path) -> str:
+    """Validate the shards of `root`'s params.yaml collection and write its dataset card; the
+    card's path relative to `root`. Raises `RegistryError` when a song folder fails."""
+    from tasks.params import ParamsError, load_params
+    from tasks.registry.card import ValidationError, validate_shards, write_card
+
+    try:
+        params = load_params(root / "params.yaml")
+        songs = validate_shards(root / params["collect"]["shards_dir"])
+    except (ParamsError, ValidationError) as exc:
+        raise RegistryError(f"not publishing: {exc}") from None
+    return str(write_card(root, params, songs).relative_to(root))
 
 
 def pull(

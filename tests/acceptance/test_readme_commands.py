@@ -87,6 +87,11 @@ def test_chunks_and_evaluate(project):
 
 
 def test_collect_stage_writes_shards(project):
+    # `--plan` first: it runs nothing and says all of it would run
+    _, plan, _ = project.pianoset("collect", "--plan", "--params", "params.yaml")
+    assert plan["totals"]["chunks"] == 1 and plan["totals"]["episodes"] == N_ROLLOUTS
+    assert plan["totals"]["tasks"]["write"] == {"run": 1, "reuse": 0} and plan["estimate"]["cpu_hours"] > 0
+    assert not (project.root / "datasets/shards").exists() or not any((project.root / "datasets/shards").iterdir())
     project.dvc("repro", "collect")
     shards = [p for p in (project.root / "datasets/shards").iterdir() if not p.name.startswith(".")]
     assert len(shards) == 1
@@ -97,12 +102,24 @@ def test_collect_stage_writes_shards(project):
     # `pianoset collect --params params.yaml` again is a resume with nothing to do
     code, doc, _ = project.pianoset("collect", "--params", "params.yaml")
     assert doc["tasks_run"] == {"train": 0, "rollout": 0, "write": 0} and doc["counts"]["cached"] == 1
+    _, plan, _ = project.pianoset("collect", "--plan", "--params", "params.yaml")
+    assert plan["totals"]["tasks"]["write"] == {"run": 0, "reuse": 1} and plan["estimate"]["disk_bytes_new"] == 0
 
 
 def test_status(project):
     _, doc, _ = project.pianoset("status", "--params", "params.yaml")
     [song] = doc["songs"]
     assert song["status"] == "cached" and song["episodes"] == N_ROLLOUTS
+
+
+def test_export_lerobot(project):
+    [song_dir] = [p for p in (project.root / "datasets/shards").iterdir() if not p.name.startswith(".")]
+    _, doc, _ = project.pianoset("export", "--format", "lerobot", "out/lerobot", "--songs", song_dir.name)
+    info = json.loads((project.root / "out/lerobot/meta/info.json").read_text())
+    assert doc["episodes"] == info["total_episodes"] == N_ROLLOUTS and info["fps"] == 20
+    assert list((project.root / "out/lerobot/data").glob("chunk-000/file-*.parquet"))
+    code, _, stderr = project.pianoset("export", "--format", "hdf5", "out/x", expect=2)
+    assert "hdf5" in stderr
 
 
 def test_stats_stage(project):

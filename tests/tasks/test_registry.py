@@ -199,15 +199,49 @@ def test_publish_commits_only_the_dvc_metadata(origin, tmp_path):
     shutil.copytree(origin["repo"], repo, symlinks=True)
     (repo / "README.md").write_text("work in progress\n")
     git(repo, "add", "README.md")  # someone's staged change: not part of the data version
-    new_song = repo / "datasets/shards/song_e"
-    new_song.mkdir()
-    (new_song / "data.bin").write_bytes(os.urandom(256))
+    write_song(repo / "datasets/shards", "song_e", seed=7)
+    n_files = sum(1 for p in (repo / "datasets/shards/song_e").rglob("*") if p.is_file())
 
     v3 = registry.publish(repo, "v3")
 
-    assert v3["committed"] and v3["files_pushed"] == 2  # data.bin and the new .dir listing
-    assert set(git(repo, "show", "--name-only", "--format=", "v3^{commit}").split()) == {"dvc.lock"}
+    # song_e's new files (dataset_info/features equal the other songs': in the cache already) and the .dir listing
+    assert v3["committed"] and 2 < v3["files_pushed"] <= n_files + 1
+    assert set(git(repo, "show", "--name-only", "--format=", "v3^{commit}").split()) == {"dvc.lock",
+                                                                                        "datasets/DATASET.md"}
+    assert "| song_e |" in git(repo, "show", "v3:datasets/DATASET.md")
     assert git(repo, "diff", "--cached", "--name-only").split() == ["README.md"]
+
+
+def test_publish_refuses_shards_that_fail_validation(origin, tmp_path):
+    repo = tmp_path / "copy"
+    shutil.copytree(origin["repo"], repo, symlinks=True)
+    lock_before = (repo / "dvc.lock").read_bytes()
+    record = next(p for p in (repo / "datasets/shards/song_b").rglob("*.tfrecord-*"))
+    data = bytearray(record.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes: only the sha256 tells
+    record.write_bytes(bytes(data))
+    (repo / "datasets/shards/song_x").mkdir()  # a folder without a manifest
+    with pytest.raises(RegistryError, match=r"not publishing: 2 song folder\(s\)") as failure:
+        registry.publish(repo, "v3")
+    assert "song_b" in str(failure.value) and "sha256" in str(failure.value) and "song_x" in str(failure.value)
+    assert registry.list_versions(repo) == ["v1", "v2"] and (repo / "dvc.lock").read_bytes() == lock_before
+
+
+def test_each_version_carries_its_dataset_card(origin):
+    from tasks.rlds import read_manifest
+
+    repo = origin["repo"]
+    card_v1 = git(repo, "show", "v1:datasets/DATASET.md")
+    card_v2 = git(repo, "show", "v2:datasets/DATASET.md")
+    assert "3 songs" in card_v1 and "4 songs" in card_v2 and "| song_d |" in card_v2 and "song_d" not in card_v1
+    manifests = [read_manifest(repo / "datasets/shards" / s) for s in (*SONGS_V1, "song_d")]
+    f1 = [e.f1 for m in manifests for e in m.episodes]
+    share = sum(v > 0.75 for v in f1) / len(f1)
+    assert f"{sum(m.n_episodes for m in manifests)} episodes" in card_v2
+    assert f"{100 * share:.2f}% above 0.75" in card_v2
+    assert "tfds.builder_from_directory('datasets/shards/<song_id>/1.1.0')" in card_v2
+    assert "`piano_goal`: 968" in card_v2 and "sustain pedal (dim 38)" in card_v2
+    assert "| unknown |" in card_v2  # test songs are in no catalog: the card says their origin is unknown
 
 
 def test_lost_gitignore_line_is_restored_and_paths_register(origin, tmp_path):
