@@ -86,6 +86,11 @@ def alphas_cumprod(num_train_timesteps: int) -> np.ndarray:
     return make_alphas_cumprod("squaredcos_cap_v2", num_train_timesteps)
 
 
+def live_dims(stats: dict):
+    """(D,) bool: target dimensions with a range in the training data (the others are constants)."""
+    return (stats["target_max"] - stats["target_min"]) > 1e-6
+
+
 def init_level(params: Params, config: PianoMimeConfig) -> LevelState:
     return LevelState(params=params, ema_params=jax.tree_util.tree_map(jnp.copy, params),
                       opt_state=make_optimizer(config.weight_decay).init(params), step=jnp.zeros((), jnp.int32))
@@ -106,7 +111,7 @@ def level_update(state: LevelState, raw: dict, target, stats: dict, encoder_para
     else:
         grads, metrics = jax.grad(losses.diffusion_loss, has_aux=True)(
             state.params, net.apply, seq, extra, target, loss_key,
-            jnp.asarray(alphas_cumprod(config.num_train_timesteps)))
+            jnp.asarray(alphas_cumprod(config.num_train_timesteps)), live_dims(stats))
     updates, opt_state = make_optimizer(config.weight_decay).update(grads, state.opt_state, state.params)
     lr = learning_rate(config, state.step, total_steps)
     params = jax.tree_util.tree_map(lambda p, u: p - lr * u, state.params, updates)

@@ -13,11 +13,28 @@ import jax
 import jax.numpy as jnp
 
 from agents.diffusion.losses import ddpm_epsilon_loss
+from agents.diffusion.schedule import add_noise
 
 
-def diffusion_loss(params: Any, apply_fn: Callable, seq, extra, target, key, alphas_cumprod):
-    """DDPM epsilon loss of the TCN-conditioned U-Net; target (B, Tp, D) in [-1, 1]."""
-    return ddpm_epsilon_loss(params, apply_fn, (seq, extra), target, key, alphas_cumprod)
+def diffusion_loss(params: Any, apply_fn: Callable, seq, extra, target, key, alphas_cumprod, live=None):
+    """DDPM epsilon loss of the TCN-conditioned U-Net; target (B, Tp, D) in [-1, 1].
+
+    `live` (D,) bool: the target dimensions that vary in the training data. The
+    others are constant (a key that is never played, a fingertip that never
+    moves), their output is replaced by the constant (`features.unnormalize_target`),
+    so their noise is left out of the mean (ours; it would otherwise dominate
+    the loss of sparse data). None: every dimension."""
+    if live is None:
+        return ddpm_epsilon_loss(params, apply_fn, (seq, extra), target, key, alphas_cumprod)
+    noise_key, time_key = jax.random.split(key)
+    noise = jax.random.normal(noise_key, target.shape, target.dtype)
+    timesteps = jax.random.randint(time_key, (target.shape[0],), 0, alphas_cumprod.shape[0])
+    noisy = add_noise(target, noise, alphas_cumprod[timesteps])
+    predicted = apply_fn({"params": params}, noisy, timesteps, (seq, extra))
+    weight = jnp.asarray(live, jnp.float32)
+    loss = jnp.sum(jnp.square(predicted - noise) * weight) / (jnp.maximum(weight.sum(), 1.0) * target.shape[0]
+                                                              * target.shape[1])
+    return loss, {"loss": loss}
 
 
 def nearest_bins(target: jax.Array, centers: jax.Array) -> jax.Array:

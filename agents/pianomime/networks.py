@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from agents.diffusion.networks import ConditionalUnet1D, Conv1d, mish, torch_uniform_init
+from agents.diffusion.networks import ConditionalUnet1D, Conv1d, init_params_fast, mish, torch_uniform_init
 from agents.pianomime.features import LevelSpec
 
 
@@ -141,7 +141,9 @@ def init_network(config, spec: LevelSpec, key: jax.Array):
     if config.generator == "bet":
         return jax.jit(net.init)(key, seq, extra)["params"]
     sample = jnp.zeros((1, spec.horizon, spec.target_dim), jnp.float32)
-    return jax.jit(net.init)(key, sample, jnp.zeros((1,), jnp.int32), (seq, extra))["params"]
+    # One uniform draw cut up (`init_params_fast`): XLA compiles flax's per-parameter hashes slowly.
+    init = jax.jit(functools.partial(init_params_fast, net))
+    return init(key, sample, jnp.zeros((1,), jnp.int32), (seq, extra))
 
 
 __all__ = ["BeTNet", "ConditionedUnet", "TCN", "init_network", "make_network", "torch_uniform_init"]
