@@ -63,7 +63,15 @@ def prefect_server() -> Iterator[str | None]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
-        server.stop()
+        # Send the run's last logs while the server is up; the server's own goodbye is not sent
+        # (else Prefect prints "Error logging to API" once it has gone).
+        from prefect.logging.handlers import APILogWorker
+        from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED
+
+        with contextlib.suppress(Exception):
+            APILogWorker.drain_all(timeout=5)
+        with temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: False}):
+            server.stop()
 
 
 class Stopped(BaseException):

@@ -2,7 +2,8 @@
 
 PianoMime section 3.2: pi(a | s, g_t) = pi_residual(a | s, g_t) + q_ik_{t+1}.
 Our nominal q_ik comes from the chunk's notes alone (`envs.control.nominal`, OT
-fingering + mink IK) instead of a video.
+fingering + mink IK), or, for a chunk of a video demonstration, from the
+video's fingertips (`nominal_source: reference`, `envs.control.nominal.reference`).
 
 `ResidualEnv` wraps a `PianoEnv`:
 
@@ -43,6 +44,7 @@ from envs.control.nominal import NominalConfig, NominalController, nominal_traje
 from envs.piano.env import PianoEnv, flatten_observation, make_env
 
 NOMINAL_KEY = "nominal_action"
+NOMINAL_SOURCES = ("plan", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +62,22 @@ class ResidualConfig:
       mimic_margin: distance (m) at which the mimic term has fallen to 0.1
         (Gaussian tolerance as the RP1M OT term, which is 1 within 0.01 m).
       nominal: how the nominal trajectory is planned and solved.
+      nominal_source: "plan" (the fingertips planned from the notes) or
+        "reference" (PianoMime 3.2: IK of a video demonstration's fingertips,
+        for chunks of ``video:`` songs; `envs.control.nominal.reference`). The
+        mimic term follows the same fingertips.
     """
 
     scale: float = 0.25
     mimic_weight: float = 0.0
     mimic_margin: float = 0.05
     nominal: NominalConfig = dataclasses.field(default_factory=NominalConfig)
+    nominal_source: str = "plan"
 
     def __post_init__(self) -> None:
+        if self.nominal_source not in NOMINAL_SOURCES:
+            raise ValueError(f"ResidualConfig.nominal_source={self.nominal_source!r}: must be one of "
+                             f"{list(NOMINAL_SOURCES)}")
         if not 0.0 < self.scale <= 2.0:
             raise ValueError(f"ResidualConfig.scale={self.scale}: must be in (0, 2]")
         if self.mimic_weight < 0:
@@ -76,7 +86,10 @@ class ResidualConfig:
             raise ValueError(f"ResidualConfig.mimic_margin={self.mimic_margin}: must be > 0")
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["nominal_source"] == "plan":  # left out at its default: run keys from before it existed hold
+            del out["nominal_source"]
+        return out
 
     @classmethod
     def from_dict(cls, payload: dict | None) -> "ResidualConfig":
@@ -208,7 +221,8 @@ class ResidualEnv(dm_env.Environment):
         return timestep._replace(observation=obs)
 
 
-def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file) -> tuple[np.ndarray, np.ndarray]:
+def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file,
+                    source: str = "plan") -> tuple[np.ndarray, np.ndarray]:
     """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's nominal trajectory.
 
     With `cache_file`, a file written earlier for the same chunk and configs is
@@ -219,7 +233,7 @@ def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file) -> tup
 
     from envs.control.nominal import chunk_digest
 
-    key = f"{chunk_digest(chunk)}|{env_config.digest()}|{config.digest()}"
+    key = f"{chunk_digest(chunk)}|{env_config.digest()}|{config.digest()}" + ("" if source == "plan" else f"|{source}")
     if cache_file is not None and Path(cache_file).exists():
         try:
             with np.load(cache_file) as data:
@@ -227,7 +241,12 @@ def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file) -> tup
                     return data["actions"], data["targets"]
         except (OSError, KeyError, ValueError):
             pass  # damaged or foreign: solve again
-    trajectory = nominal_trajectory(chunk, env_config, config)
+    if source == "reference":
+        from envs.control.nominal.reference import reference_trajectory
+
+        trajectory = reference_trajectory(chunk, env_config, config)
+    else:
+        trajectory = nominal_trajectory(chunk, env_config, config)
     actions, targets = trajectory.actions, trajectory.command_targets
     if cache_file is not None:
         atomic.write_with(cache_file, lambda tmp: np.savez(tmp, key=np.array(key), actions=actions, targets=targets))
@@ -242,7 +261,8 @@ def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | 
 
     residual_config = residual_config or ResidualConfig()
     env = make_env(chunk, env_config, seed=seed)
-    actions, targets = _nominal_arrays(chunk, env.config, residual_config.nominal, nominal_file)
+    actions, targets = _nominal_arrays(chunk, env.config, residual_config.nominal, nominal_file,
+                                       residual_config.nominal_source)
     spec = env.action_spec()
     controller = NominalController(SimpleNamespace(actions=actions), spec.minimum, spec.maximum)
     return ResidualEnv(env, controller, residual_config, fingertip_targets=targets)

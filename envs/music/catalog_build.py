@@ -6,6 +6,8 @@ Sources (`build_catalog(sources=...)`):
 - ``"music21"``: every file of the corpus shipped inside music21 (Bach
   chorales, Palestrina, folk song books, quartets, ...). Tune collections give
   one row per tune, so a file can give many rows.
+- ``"video:<folder>"``: a demonstration written by `pianoset video`, or a
+  folder of them (each one with its ``manifest.json``): ``video:<demo>`` refs.
 - any other string: a MIDI file or a directory searched recursively for
   ``.mid``/``.midi``/``.proto``/``*_fingering.txt`` (GiantMIDI-Piano, PIG, your
   own). A path that does not exist raises `SongError` before any work.
@@ -67,6 +69,7 @@ from envs.music.catalog import (
 )
 from envs.music.scores import load_music21_file, music21_corpus_files, music21_ref
 from envs.music.songs import (
+    VIDEO_PREFIX,
     SongError,
     is_song_file,
     load_midi_file,
@@ -79,8 +82,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Job:
     catalog_name: str  # catalog file stem
-    kind: str  # "robopianist" | "music21" | "midi"
-    target: str  # library name, corpus file (absolute) or MIDI path as found
+    kind: str  # "robopianist" | "music21" | "midi" | "video"
+    target: str  # library name, corpus file (absolute), MIDI path as found or demonstration folder
     key: str  # cache key
     size: int  # bytes, to schedule big files first
 
@@ -124,6 +127,8 @@ def _convert(job: _Job, timeout_s: float | None) -> dict:
         with _time_limit(timeout_s):
             if job.kind == "robopianist":
                 rows = [row_for_song(load_song(job.target, validate=False))]
+            elif job.kind == "video":
+                rows = [row_for_song(load_song(_job_ref(job), validate=False))]
             elif job.kind == "midi":
                 try:
                     rows = [row_for_song(load_midi_file(job.target))]
@@ -160,6 +165,8 @@ def _convert(job: _Job, timeout_s: float | None) -> dict:
 def _job_ref(job: _Job) -> str:
     if job.kind == "music21":
         return music21_ref(Path(job.target))
+    if job.kind == "video":
+        return f"{VIDEO_PREFIX}{job.target}"
     return job.target
 
 
@@ -174,10 +181,32 @@ def _file_key(kind: str, target: str) -> tuple[str, int]:
     return hashlib.sha256(text.encode()).hexdigest(), st.st_size
 
 
-def _midi_catalog_name(path: Path) -> str:
+def _midi_catalog_name(path: Path, kind: str = "midi") -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", path.resolve().name).strip("-").lower() or "root"
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:6]
-    return f"midi-{slug}-{digest}"
+    return f"{kind}-{slug}-{digest}"
+
+
+def _catalog_name(source: str) -> str:
+    if source in BUILTIN_SOURCES:
+        return source
+    if source.startswith(VIDEO_PREFIX):
+        return _midi_catalog_name(Path(source[len(VIDEO_PREFIX):]), "video")
+    return _midi_catalog_name(Path(source))
+
+
+def _video_jobs(source: str) -> list[_Job]:
+    root = Path(source[len(VIDEO_PREFIX):])
+    if (root / "manifest.json").is_file():
+        folders = [root]
+    elif root.is_dir():
+        folders = sorted(p.parent for p in root.rglob("manifest.json"))
+    else:
+        raise SongError(f"{source}: no such demonstration folder")
+    if not folders:
+        logger.warning("catalog: %s holds no video demonstrations (no manifest.json)", source)
+    name = _catalog_name(source)
+    return [_Job(name, "video", str(folder), *_file_key("video", str(folder / "manifest.json"))) for folder in folders]
 
 
 def _jobs_for_source(source: str, limit: int | None) -> list[_Job]:
@@ -190,6 +219,8 @@ def _jobs_for_source(source: str, limit: int | None) -> list[_Job]:
             text = f"{CATALOG_VERSION}\nrobopianist=={getattr(robopianist, '__version__', '?')}\n{name}"
             key = hashlib.sha256(text.encode()).hexdigest()
             jobs.append(_Job("robopianist", "robopianist", f"robopianist:{name}", key, 0))
+    elif source.startswith(VIDEO_PREFIX):
+        jobs = _video_jobs(source)
     elif source == "music21":
         for path in music21_corpus_files():
             key, size = _file_key("music21", str(path))
@@ -288,7 +319,7 @@ def build_catalog_report(
     for source in sources:  # all paths are checked before any work starts
         source_jobs = _jobs_for_source(source, limit)
         jobs.extend(source_jobs)
-        name = source if source in BUILTIN_SOURCES else _midi_catalog_name(Path(source))
+        name = _catalog_name(source)
         catalog_names.append(name)
 
     entries: dict[str, dict] = {}

@@ -33,6 +33,10 @@ same length. `make_chunks` does this for one `envs.music.songs.Song`:
   long final note, a rest longer than 27.5 s) would be an episode of silence.
   The remaining chunks are numbered 0, 1, ... in order; `start_step` keeps
   their place in the song.
+- Fingertip reference: a song from a video demonstration (`Song.reference`)
+  gives each chunk its fingertips on the chunk's steps (`envs.music.
+  reference.chunk_reference`, same stretch and trim), saved in the chunk file
+  as ``reference``; other chunks have none and their files are unchanged.
 - Sustain pedal (control change 64) events are kept and shifted like notes; a
   chunk starts with the pedal state in force at its start (an event at t = 0).
 - Fingering: robopianist keeps human fingering in each note's `part` field
@@ -57,7 +61,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from note_seq import music_pb2
@@ -65,6 +69,7 @@ from robopianist.music import constants as rp_consts
 from robopianist.music.midi_file import MidiFile
 
 from envs import atomic
+from envs.music.reference import ChunkReference, ReferenceError, chunk_reference
 from envs.music.songs import Song, SongError, validate_song
 
 CONTROL_TIMESTEP = 0.05  # s, 20 Hz (RP1M Table 4)
@@ -95,6 +100,7 @@ class Chunk:
     midi: MidiFile
     start_step: int = 0  # where the chunk starts in the stretched, trimmed song
     control_timestep: float = CONTROL_TIMESTEP
+    reference: ChunkReference | None = field(default=None, compare=False)  # a video's fingertips, per step
 
     @property
     def chunk_id(self) -> str:
@@ -220,6 +226,8 @@ def make_chunks(
                 midi=MidiFile(seq=out),
                 start_step=start_step,
                 control_timestep=dt,
+                reference=None if song.reference is None else chunk_reference(
+                    song.reference, start_step, n_steps, dt, stretch, offset),
             )
         )
     return chunks
@@ -251,6 +259,8 @@ def chunk_to_json(chunk: Chunk) -> str:
             [cc.time, cc.control_value] for cc in seq.control_changes if cc.control_number == SUSTAIN_CC
         ],
     }
+    if chunk.reference is not None:
+        payload["reference"] = chunk.reference.to_json()
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
@@ -300,8 +310,10 @@ def load_chunk(path: str | Path) -> Chunk:
             midi=MidiFile(seq=seq),
             start_step=int(payload["start_step"]),
             control_timestep=float(payload["control_timestep"]),
+            reference=(ChunkReference.from_json(payload["reference"], int(payload["n_steps"]))
+                       if "reference" in payload else None),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ReferenceError) as exc:
         raise SongError(f"{path}: corrupt chunk file ({type(exc).__name__}: {exc})") from exc
 
 

@@ -16,6 +16,9 @@ plus where it came from. Three sources, each named by a `ref` string that
   number: ``music21:essenFolksong/altdeu10.abc#4``. ABC files whose tunes carry
   the same title and then each a voice name (T:Cantus, T:Altus, ...) are the
   voices of one piece (the Josquin files) and are merged into one score.
+- ``video:<folder>``: a demonstration written by `pianoset video`: its notes
+  with the video's fingering (`notes.proto`, usable with ``fingering: human``)
+  and its fingertip trajectories (`Song.reference`, `envs.music.reference`).
 - a file path (optionally prefixed ``midi:``): a standard MIDI file (``.mid``,
   ``.midi``), a serialized `NoteSequence` (``.proto``, as robopianist's PIG
   preprocessing writes), or a PIG fingering file (``*_fingering.txt`` from the
@@ -66,16 +69,20 @@ import heapq
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from note_seq import midi_io, music_pb2
 from robopianist.music import constants as rp_consts
 from robopianist.music.midi_file import MidiFile
 
+if TYPE_CHECKING:
+    from envs.music.reference import FingertipReference
+
 logger = logging.getLogger(__name__)
 
-SOURCES = ("robopianist", "music21", "midi")
+SOURCES = ("robopianist", "music21", "midi", "video")
 
 MIN_PIANO_PITCH = rp_consts.MIN_MIDI_PITCH_PIANO  # A0 = MIDI 21
 MAX_PIANO_PITCH = rp_consts.MAX_MIDI_PITCH_PIANO  # C8 = MIDI 108
@@ -92,6 +99,7 @@ PIG_SUFFIX = "_fingering.txt"  # PIG dataset FingeringFiles/<nnn>-<k>_fingering.
 MUSIC21_PREFIX = "music21:"
 _ROBOPIANIST_PREFIX = "robopianist:"
 _MIDI_PREFIX = "midi:"
+VIDEO_PREFIX = "video:"
 
 
 class SongError(ValueError):
@@ -101,10 +109,12 @@ class SongError(ValueError):
 @dataclass(frozen=True)
 class Song:
     song_id: str
-    source: str  # "robopianist" | "music21" | "midi"
+    source: str  # "robopianist" | "music21" | "midi" | "video"
     title: str
     ref: str  # what `load_song` takes to load it again
     midi: MidiFile  # robopianist MidiFile, unstretched, as read (drums dropped, notes sorted)
+    # A video demonstration's fingertips (song time); None for every other source.
+    reference: "FingertipReference | None" = field(default=None, compare=False)
 
     @property
     def n_notes(self) -> int:
@@ -261,11 +271,30 @@ def load_song(ref: str, *, validate: bool = True) -> Song:
         if isinstance(result, SongError):
             raise result
         song = result
+    elif ref.startswith(VIDEO_PREFIX):
+        song = load_video_demonstration(ref)
     else:
         song = load_midi_file(ref[len(_MIDI_PREFIX) :] if ref.startswith(_MIDI_PREFIX) else ref)
     if validate:
         validate_song(song)
     return song
+
+
+def load_video_demonstration(ref: str) -> Song:
+    """``video:<folder>``: the demonstration's notes, fingering and fingertip reference."""
+    from dataclasses import replace
+
+    from envs.music.reference import ReferenceError, reference_from_demonstration
+    from envs.music.video.demo import DemoError
+
+    folder = Path(ref[len(VIDEO_PREFIX) :])
+    try:
+        reference = reference_from_demonstration(folder)
+    except (DemoError, ReferenceError) as exc:
+        raise SongError(f"{ref}: not a usable video demonstration ({exc})") from exc
+    song = load_midi_file(folder / "notes.proto")
+    title = song.title if song.title != "notes" else folder.resolve().name
+    return replace(song, source="video", title=title, ref=ref, reference=reference)
 
 
 def _load_robopianist(ref: str) -> Song:

@@ -21,7 +21,7 @@ from flows.cli.common import (
 
 @app.command()
 def songs(
-    source: list[str] = typer.Option(["robopianist"], "--source", "-s", help="robopianist, music21, or a MIDI file/dir (repeatable)"),
+    source: list[str] = typer.Option(["robopianist"], "--source", "-s", help="robopianist, music21, video:<demonstration or folder of them>, or a MIDI file/dir (repeatable)"),
     playable: Optional[bool] = typer.Option(None, "--playable/--unplayable", help="filter on playability"),
     query: Optional[str] = typer.Option(None, "--query", "-q", help="substring of title or ref"),
     limit: int = typer.Option(20, help="rows to show in the table (--json lists all)"),
@@ -34,7 +34,7 @@ def songs(
     from envs.music.catalog import filter_catalog
 
     rows = build_catalog_with_progress(list(source), catalog_dir, workers, as_json, build_limit)
-    sources_wanted = {s if s in SOURCES else "midi" for s in source}
+    sources_wanted = {s if s in SOURCES else "video" if s.startswith("video:") else "midi" for s in source}
     rows = [r for r in rows if r.source in sources_wanted]
     counts = {}
     for row in rows:

@@ -21,7 +21,8 @@ DVC = BIN / "dvc"
 def user_env(**extra: str) -> dict[str, str]:
     """A user's shell: the virtualenv on PATH, no PYTHONPATH, offscreen rendering."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL")}
-    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", MUJOCO_GL="osmesa", PYOPENGL_PLATFORM="osmesa",
+    # CI=1 as on the CI machine (pyfluidsynth prints on stdout when it is set).
+    env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", MUJOCO_GL="osmesa", PYOPENGL_PLATFORM="osmesa", CI="1",
                GIT_AUTHOR_NAME="pianoset tests", GIT_AUTHOR_EMAIL="tests@pianoset.invalid",
                GIT_COMMITTER_NAME="pianoset tests", GIT_COMMITTER_EMAIL="tests@pianoset.invalid", **extra)
     return env

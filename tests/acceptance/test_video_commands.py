@@ -6,10 +6,7 @@ generator's geometry (tests/envs/music/video/videogen.py), never from a detector
 """
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +18,7 @@ from envs.music.video.media import probe
 from envs.music.video.notes import Note, load_notes, match_notes, onset_f1
 from tests.envs.music.video.videogen import LEFT, RIGHT, VideoSpec, generate
 
-from tests.acceptance.conftest import PIANOSET, user_env
+from tests.acceptance.conftest import PIANOSET, REPO, user_env
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -198,3 +195,50 @@ def test_cli_refuses_bad_input_naming_it(scene, tmp_path):
     missing = run_cli("video", str(tmp_path / "nope.mp4"), "--transcribe", "--out", str(tmp_path / "z"))
     assert missing.returncode == 2 and "nope.mp4" in missing.stderr
     assert not any(p.exists() for p in (tmp_path / "x", tmp_path / "y", tmp_path / "z"))
+
+
+def test_demonstration_is_a_song_source_of_the_catalog_and_the_collection(from_midi, tmp_path):
+    """`video:<folder>` in `pianoset songs` and `pianoset collect --specialist residual` at the smoke
+    budget: the nominal follows the video's fingertips (nominal_source: reference) and the reward's
+    fingering term is robopianist's, from the video's fingering labels (fingering: human)."""
+    import yaml
+
+    from envs.music.chunks import load_chunk
+    from envs.music.reference import reference_from_demonstration
+    from tests.acceptance.conftest import Project
+
+    folder = from_midi[0]
+    project = Project(tmp_path, tmp_path)
+    _, doc, _ = project.pianoset("songs", "--source", f"video:{folder}", "--catalog-dir", "catalog")
+    [row] = doc["songs"]
+    assert row["source"] == "video" and row["ref"] == f"video:{folder}" and row["playable"]
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["collect"].update(songs=[f"video:{folder}"], specialist="residual", n_rollouts=2, workers=1,
+                             parallel_chunks=1, register=False, env={"fingering": "human"},
+                             residual={"nominal_source": "reference"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _, doc, stderr = project.pianoset("collect", "--params", "params.yaml", timeout=1200)
+    assert doc["counts"]["done"] == 1, stderr[-3000:]
+    [chunk_file] = (tmp_path / "work").glob("*/chunk-000.json")
+    chunk = load_chunk(chunk_file)
+    assert chunk.reference is not None and chunk.reference.valid.mean() >= 0.95
+    # the residual's nominal was solved along the video's fingertips
+    [nominal] = (tmp_path / "work").glob("*/*/specialist/nominal.npz")
+    with np.load(nominal) as data:
+        assert str(data["key"]).endswith("|reference")
+        targets = data["targets"]
+    demo_y = chunk.reference.positions[..., 1]
+    close = np.abs(targets[..., 1] - demo_y)[chunk.reference.valid]
+    assert np.median(close) < 0.005  # the IK targets are the video's y (pressing fingers: their key's centre)
+    assert reference_from_demonstration(folder).positions.shape[1:] == (10, 3)
+
+    import tensorflow_datasets as tfds
+
+    [song_dir] = [p for p in (tmp_path / "datasets/shards").iterdir() if not p.name.startswith(".")]
+    builder = tfds.builder_from_directory(str(next(p for p in song_dir.iterdir() if p.is_dir())))
+    episodes = list(builder.as_dataset(split="train"))
+    assert len(episodes) == 2
+    assert {e["fingering_mode"].numpy() for e in episodes} == {b"human"}
+    fingering = np.array([float(step["reward_fingering"]) for step in episodes[0]["steps"]])
+    assert fingering.shape == (chunk.n_steps,) and np.abs(fingering).sum() > 0  # robopianist's term, labelled

@@ -19,11 +19,9 @@ from agents.common.io import load_policy, save_policy
 from agents.common.policy import Normalizer, PolicySpec
 from agents.ibc import IBCConfig, IBCPolicy, iterative_dfo, train_ibc
 from agents.ibc.agent import init_params, predict_normalized
-from envs.piano.spec import OBSERVATION_KEYS
-from tasks.rlds import Episode
-from tasks.rlds.reader import WindowDataset
+from tests.agents import helpers
+from tests.agents.helpers import dataset_for
 
-KEY_DIMS = dict(zip(OBSERVATION_KEYS, (3, 1, 2, 1, 2, 3)))  # obs_dim 12
 ACTION_DIM = 2
 # Small energy MLP, few counter-examples, no dropout and a large step size:
 # seconds instead of RP1M's 1M steps. Everything else is Table 6's.
@@ -100,24 +98,8 @@ def test_dfo_in_39d_beats_random_search_but_stays_coarse():
 # ----------------------------------------------------------------------------- training
 
 
-def expert_episodes(seed: int = 0, n_episodes: int = 4, n_steps: int = 50) -> list[Episode]:
-    """Episodes whose action is tanh(obs @ W) * 2 + 1 (env range (-1, 3))."""
-    rng = np.random.default_rng(seed)
-    weights = rng.normal(size=(sum(KEY_DIMS.values()), ACTION_DIM)) / 2
-    episodes = []
-    for _ in range(n_episodes):
-        obs = {k: rng.normal(size=(n_steps, d)).astype(np.float32) for k, d in KEY_DIMS.items()}
-        flat = np.concatenate([obs[k] for k in OBSERVATION_KEYS], axis=-1)
-        actions = (np.tanh(flat @ weights) * 2 + 1).astype(np.float32)
-        episodes.append(Episode(steps={"observation": obs, "action": actions}, metadata={"n_steps": n_steps}))
-    return episodes
-
-
-def dataset_for(config, episodes) -> WindowDataset:
-    spec = config.spec_for(1, 1)
-    return WindowDataset.from_episodes(
-        episodes, spec.obs_horizon, spec.pred_horizon, action_offset=spec.action_offset
-    )
+def expert_episodes(seed: int = 0, n_episodes: int = 4, n_steps: int = 50):
+    return helpers.expert_episodes(ACTION_DIM, seed, n_episodes, n_steps)
 
 
 @pytest.fixture(scope="module")

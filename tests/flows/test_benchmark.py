@@ -265,7 +265,9 @@ def test_table_is_rebuilt_from_the_saved_episodes_alone(collection, first_run):
     write_reports(collection / "reports")
     assert (collection / "reports" / "table.csv").read_text() == table_csv
     # A tampered episode record is refused, not averaged.
-    record = next((collection / "reports" / "episodes").rglob("easy_ood.json"))
+    plan = json.loads((collection / "reports" / "plan.json").read_text())
+    cell = next(c for c in plan["cells"] if c["group"] == "easy_ood")  # a record the table is made of
+    record = collection / "reports" / cell["records"]
     doc = json.loads(record.read_text())
     original = record.read_text()
     doc["episodes"][0]["f1"] = 0.999

@@ -60,15 +60,20 @@ def test_kinds_have_their_own_keys_and_bad_kinds_are_named():
         CollectConfig(specialist="residual", residual={"scale": -1})
 
 
-def _ik_collection(tmp_path, song, chunk, **options):
-    """The collection steps of an ik specialist for one chunk: (config, specialist work folder)."""
+def _ik_collection(tmp_path, song, chunk, *, child: bool = True, **options):
+    """The collection steps of an ik specialist for one chunk: (config, chunk file, work folder);
+    trained in the flow's child process, or in this one (`child=False`, quicker)."""
     chunk_file = tmp_path / "chunk.json"
     save_chunk(chunk, chunk_file)
     work = tmp_path / "work" / song.song_id / chunk.chunk_id  # the flow's layout
     config = CollectConfig(songs=(song.ref,), specialist="ik", n_rollouts=3, workers=1,
                            work_dir=str(tmp_path / "work"), shards_dir=str(tmp_path / "shards"),
                            specialists_dir=str(tmp_path / "specialists"), register=False, **options)
-    trained = train_chunk(str(chunk_file), str(work), config)  # a `python -m tasks.specialist --kind ik` child
+    if child:
+        trained = train_chunk(str(chunk_file), str(work), config)  # a `python -m tasks.specialist --kind ik` child
+    else:
+        trained = train_specialist(chunk, work / "specialist", config.profile, config.env_config(), kind="ik",
+                                   residual_config=config.residual_config())
     assert trained["kind"] == "ik" and trained["steps"] == 0
     return config, chunk_file, work
 
@@ -107,7 +112,7 @@ def test_ik_specialist_collects_noisy_nominal_episodes(tmp_path, song, chunk):
 
 def test_mimic_term_is_its_own_stored_reward_column(tmp_path, song, chunk):
     """With residual.mimic_weight > 0 the stored reward is still the sum of the stored terms."""
-    config, chunk_file, work = _ik_collection(tmp_path, song, chunk, residual={"mimic_weight": 0.5})
+    config, chunk_file, work = _ik_collection(tmp_path, song, chunk, child=False, residual={"mimic_weight": 0.5})
     episodes = _write_and_read(song, chunk, chunk_file, work, config)
     terms = ("reward_fingering", "reward_press", "reward_sustain", "reward_collision", "reward_energy", "reward_mimic")
     for ep in episodes:
@@ -118,7 +123,7 @@ def test_mimic_term_is_its_own_stored_reward_column(tmp_path, song, chunk):
 def test_human_fingering_is_stored_as_the_fingering_term_with_its_mode(tmp_path):
     song = load_song("robopianist:TwinkleTwinkleRousseau")  # has human fingering labels
     chunk = replace(make_chunks(song)[0], n_steps=N_STEPS)
-    config, chunk_file, work = _ik_collection(tmp_path, song, chunk, env={"fingering": "human"})
+    config, chunk_file, work = _ik_collection(tmp_path, song, chunk, child=False, env={"fingering": "human"})
     episodes = _write_and_read(song, chunk, chunk_file, work, config)
     assert {ep.metadata["fingering_mode"] for ep in episodes} == {"human"}
     assert all(np.any(ep.steps["reward_fingering"] > 0) for ep in episodes)

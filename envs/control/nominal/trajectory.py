@@ -81,14 +81,27 @@ def solve_trajectory(env: "PianoEnv", sustain: np.ndarray, config: NominalConfig
     geometry = KeyboardGeometry.from_env(env)
     command = schedule_presses(plan, config)
     targets = command_targets(plan, command, geometry, config)
-    press = geometry.press_targets(config)
-    ik = HandsIK(env.physics, env.task, config.ik)
-    ik.set_posture(ready_posture(ik, plan.targets[0], geometry, config))
     anchored = command >= 0
     if config.lift_in_place:
         anchored |= _leaving_keys(command)
-    weights = np.where(anchored[..., None], np.asarray(config.press_weight), np.asarray(config.hover_weight))
-    n_steps = plan.n_steps
+    return ik_along(env, plan, command, targets, anchored, sustain, config, geometry)
+
+
+def ik_along(env: "PianoEnv", plan: FingertipPlan, command: np.ndarray, targets: np.ndarray, anchored: np.ndarray,
+             sustain: np.ndarray, config: NominalConfig, geometry: KeyboardGeometry,
+             first_targets: np.ndarray | None = None, weights: np.ndarray | None = None) -> NominalTrajectory:
+    """The IK along fingertip `targets` (T, 10, 3): fingers commanded onto a key (`command` >= 0)
+    go down only once above it; `anchored` fingers are held with the press weight. The IK's
+    posture hovers over `first_targets` (default: the plan's first step); `weights` (T, 10, 3)
+    replace the press/hover weights."""
+    press = geometry.press_targets(config)
+    targets = np.array(targets, dtype=np.float64)
+    ik = HandsIK(env.physics, env.task, config.ik)
+    first = plan.targets[0] if first_targets is None else first_targets
+    ik.set_posture(ready_posture(ik, first, geometry, config))
+    if weights is None:
+        weights = np.where(anchored[..., None], np.asarray(config.press_weight), np.asarray(config.hover_weight))
+    n_steps = len(targets)
     qpos = np.zeros((n_steps, env.physics.model.nq))
     tips = np.zeros((n_steps, N_FINGERTIPS, 3))
     tolerance = np.array([config.align_tolerance_x, config.align_tolerance_y])
@@ -124,4 +137,3 @@ def solve_trajectory(env: "PianoEnv", sustain: np.ndarray, config: NominalConfig
     actions = np.concatenate([ctrl, np.clip(sustain[:n_steps, None], 0.0, 1.0)], axis=1)
     return NominalTrajectory(actions=actions, plan=plan, command=command, command_targets=targets,
                              hand_qpos=qpos[:, ik.hand_qpos], ik_fingertips=tips, ik_seconds=ik.stats.seconds)
-
