@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 
 import numpy as np
+from mink.exceptions import NoSolutionFound
 
 from envs.piano.spec import ACTION_DIM, N_FINGERTIPS
 
@@ -40,20 +42,37 @@ class FingertipIK:
         self._env.reset()
         self.ik = HandsIK(self._env.physics, self._env.task, IKConfig(iterations=iterations))
         self._qpos0 = np.array(self._env.physics.data.qpos, dtype=np.float64)
+        self._lock = threading.Lock()  # one solver per process; evaluations may run in threads
+        # Observed joints can sit a hair outside their limits (contacts); the QP's limit
+        # constraints are infeasible from there, so a solve starts from them clipped.
+        model = self.ik.model
+        self._low = np.full(model.nq, -np.inf)
+        self._high = np.full(model.nq, np.inf)
+        for j in range(model.njnt):
+            if model.jnt_limited[j] and model.jnt_type[j] in (2, 3):  # slide, hinge: one qpos each
+                self._low[model.jnt_qposadr[j]], self._high[model.jnt_qposadr[j]] = model.jnt_range[j]
+        self.failures = 0
 
     def _reset(self, hand_state: np.ndarray) -> None:
         qpos = self._qpos0.copy()
         qpos[self.ik.hand_qpos] = hand_state
-        self.ik.reset(qpos)
+        self.ik.reset(np.clip(qpos, self._low, self._high))
 
     def chain(self, hand_state: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """(46,) joints, (K, 30) fingertip targets (world, m) -> (K, 39) actions."""
         targets = np.asarray(targets, np.float64).reshape(len(targets), N_FINGERTIPS, 3)
-        self._reset(np.asarray(hand_state, np.float64))
         actions = np.empty((len(targets), ACTION_DIM), np.float32)
-        for k, target in enumerate(targets):
-            self.ik.solve(target)
-            actions[k] = self.ik.action(sustain=0.0)
+        with self._lock:
+            self._reset(np.asarray(hand_state, np.float64))
+            for k, target in enumerate(targets):
+                try:
+                    self.ik.solve(target)
+                except NoSolutionFound:  # the configuration holds: this step's action is the last one's
+                    self.failures += 1
+                    if self.failures in (1, 100, 10_000):
+                        log.warning("FingertipIK: the QP found no solution %d time(s); holding the joints",
+                                    self.failures)
+                actions[k] = self.ik.action(sustain=0.0)
         return actions
 
     def table(self, hand_states: np.ndarray, next_fingertips: np.ndarray) -> np.ndarray:
