@@ -60,8 +60,9 @@ class CollectConfig:
     parallel_chunks: int = 2  # chunks trained at once (local runner)
     seed: int = 0
     env: dict = field(default_factory=dict)  # EnvConfig fields, e.g. {"reward": {"fingering": "ot"}}
-    specialist: str = "droq"  # droq | residual | ik (tasks.specialist.KINDS)
-    residual: dict = field(default_factory=dict)  # ResidualSpecialistConfig fields (residual and ik specialists)
+    specialist: str = "droq"  # droq | residual | ik | mpc (tasks.specialist.KINDS)
+    residual: dict = field(default_factory=dict)  # ResidualSpecialistConfig fields (residual, ik, mpc specialists)
+    mpc: dict = field(default_factory=dict)  # tasks.specialist_mpc.MPCSpecialistConfig fields (mpc specialists)
     work_dir: str = "work"
     shards_dir: str = "datasets/shards"
     specialists_dir: str = "datasets/specialists"
@@ -82,8 +83,11 @@ class CollectConfig:
         self.env_config()  # validates
         check_kind(self.specialist)
         if self.specialist == "droq" and self.residual:
-            raise ValueError("collect: `residual` settings need specialist 'residual' or 'ik', not 'droq'")
+            raise ValueError("collect: `residual` settings need specialist 'residual', 'ik' or 'mpc', not 'droq'")
+        if self.specialist != "mpc" and self.mpc:
+            raise ValueError(f"collect: `mpc` settings need specialist 'mpc', not {self.specialist!r}")
         self.residual_config()  # validates
+        self.mpc_config()
 
     @property
     def rollouts(self) -> int:
@@ -99,6 +103,14 @@ class CollectConfig:
         from tasks.specialist import ResidualSpecialistConfig
 
         return ResidualSpecialistConfig.from_dict(self.residual)
+
+    def mpc_config(self):
+        """The `tasks.specialist_mpc.MPCSpecialistConfig` of mpc specialists (None for the other kinds)."""
+        if self.specialist != "mpc":
+            return None
+        from tasks.specialist_mpc import MPCSpecialistConfig
+
+        return MPCSpecialistConfig.from_dict(self.mpc)
 
     @classmethod
     def from_params(cls, params: dict, **overrides) -> "CollectConfig":
@@ -120,7 +132,7 @@ class CollectConfig:
 
 def specialist_key(chunk_id: str, config: CollectConfig) -> str:
     return run_key(chunk_id, get_profile(config.profile), config.env_config(), config.seed, config.specialist,
-                   config.residual_config())
+                   config.residual_config(), config.mpc_config())
 
 
 def specialist_id(chunk_id: str, config: CollectConfig) -> str:
@@ -198,7 +210,7 @@ def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict
     work = (Path(chunk_work) / "specialist").resolve()
     cmd = [sys.executable, "-m", "tasks.specialist", str(Path(chunk_file).resolve()), str(work), "--profile", config.profile,
            "--seed", str(config.seed), "--env-config", json.dumps(config.env_config().as_dict()), "--kind", config.specialist,
-           "--residual-config", json.dumps(config.residual)]
+           "--residual-config", json.dumps(config.residual), "--mpc-config", json.dumps(config.mpc)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-1500:]
@@ -216,7 +228,7 @@ def publish_specialist(work: Path, dest: Path) -> None:
     if manifest and manifest.get("run_key") == _read_json(work / SPECIALIST_MANIFEST)["run_key"]:
         return
     with atomic.staged_dir(dest) as staging:
-        if (work / "specialist").exists():  # the ik kind has no network
+        if (work / "specialist").exists():  # the ik and mpc kinds have no network
             shutil.copytree(work / "specialist", staging / "specialist")
         for name in ("chunk.json", "learning_curve.json", NOMINAL_FILE, SPECIALIST_MANIFEST):
             if (work / name).exists():

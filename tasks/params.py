@@ -31,8 +31,9 @@ Sections::
       specialists_dir: datasets/specialists
       env: {fingering: ot}      # EnvConfig fields (physics_timestep, four_fingers, ...) and the
                                 # reward's (fingering: ot | human | none, ot_reduction, ...)
-      specialist: droq          # droq | residual | ik (tasks.specialist.KINDS)
-      residual: {}              # tasks.specialist.ResidualSpecialistConfig fields (residual, ik)
+      specialist: droq          # droq | residual | ik | mpc (tasks.specialist.KINDS)
+      residual: {}              # tasks.specialist.ResidualSpecialistConfig fields (residual, ik, mpc)
+      mpc: {}                   # tasks.specialist_mpc.MPCSpecialistConfig fields (mpc)
     stats: {reports_dir: datasets/reports/stats}   # reads the shards of collect.shards_dir
     benchmark:                  # the policy benchmark (tasks/benchmark.py, RP1M Table 2)
       shards_dir: datasets/shards
@@ -51,6 +52,12 @@ Sections::
       policies_dir: datasets/policies
       reports_dir: datasets/reports/benchmark
     dvc: {remote_name: local, remote_url: ~/.cache/pianoset/dvc-remote}
+    quality:                    # benchmarks/specialist_quality.py: the fixed dev/holdout chunk split
+      dev: [{ref, chunk, why}, ...]
+      holdout: [{ref, chunk, why}, ...]
+      rollouts: 4
+      work_dir: .cache/specialist_quality
+      reports_dir: datasets/reports/specialist_quality
 
 `collect` takes exactly one of `songs` and `catalog_filter`. The profile name
 and the `residual` fields are checked when the configs are built
@@ -92,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
         "env": {"fingering": "ot"},
         "specialist": "droq",
         "residual": {},
+        "mpc": {},
     },
     "stats": {"reports_dir": "datasets/reports/stats"},
     "benchmark": {
@@ -112,7 +120,25 @@ DEFAULTS: dict[str, Any] = {
         "reports_dir": "datasets/reports/benchmark",
     },
     "dvc": {"remote_name": DEFAULT_REMOTE_NAME, "remote_url": DEFAULT_REMOTE_URL},
+    "quality": {"dev": [], "holdout": [], "rollouts": 4, "work_dir": ".cache/specialist_quality",
+                "reports_dir": "datasets/reports/specialist_quality"},
 }
+# Reserved for an independent evaluation (issue 18): in no benchmark set and no
+# tuning. Matched against music21 corpus refs (with or without the extension).
+RESERVED_EVAL_PIECES = ("joplin/maple_leaf_rag", "chopin/mazurka06-2", "mozart/k545",
+                        "schumann_clara/polonaise_op1n1", "cpebach/h186")
+
+
+def reserved_piece(ref: str) -> str | None:
+    """The reserved piece `ref` names (see RESERVED_EVAL_PIECES), or None."""
+    text = str(ref).lower().replace("\\", "/")
+    for name in RESERVED_EVAL_PIECES:
+        index = text.find(name)
+        if index >= 0 and text[index + len(name):index + len(name) + 1] in ("", ".", "#", "/", ":"):
+            return name
+    return None
+
+
 CATALOG_FILTER_KEYS = ("source", "playable", "max_duration_s", "limit", "query")
 # The two built-in songs of `pianoset collect` without --params (and of `make demo`).
 DEFAULT_SONGS = ("robopianist:TwinkleTwinkleRousseau", "robopianist:CMajorScaleTwoHands")
@@ -168,6 +194,7 @@ def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, Any]:
     check.known_keys("stats", params["stats"], DEFAULTS["stats"])
     _check_benchmark(check, params["benchmark"])
     _check_dvc(check, params["dvc"])
+    _check_quality(check, params["quality"])
     return params
 
 
@@ -214,6 +241,7 @@ def _check_collect(check: _Checker, collect: dict[str, Any]) -> None:
         raise ParamsError(f"{check.source}: collect.env: {exc}") from None
     check.choice("collect.specialist", collect["specialist"], SPECIALIST_KINDS)
     check.mapping("collect.residual", collect["residual"])
+    check.mapping("collect.mpc", collect["mpc"])
 
 
 def _check_catalog_filter(check: _Checker, spec: Any) -> None:
@@ -296,6 +324,30 @@ def _check_benchmark(check: _Checker, bench: dict[str, Any]) -> None:
     for key in ("episodes_per_chunk", "lanes"):
         check.integer(f"benchmark.eval.{key}", bench["eval"][key], minimum=1)
     check.integer("benchmark.eval.seed", bench["eval"]["seed"], minimum=0)
+
+
+def _check_quality(check: _Checker, quality: dict[str, Any]) -> None:
+    check.known_keys("quality", quality, DEFAULTS["quality"])
+    seen: dict[tuple[str, int], str] = {}
+    for name in ("dev", "holdout"):
+        entries = quality[name]
+        if not isinstance(entries, list):
+            check.fail(f"quality.{name}", entries, "a list of {ref, chunk, why}")
+        for i, entry in enumerate(entries):
+            key = f"quality.{name}[{i}]"
+            entry = check.mapping(key, entry)
+            check.known_keys(key, entry, {"ref": None, "chunk": None, "why": None})
+            check.string(f"{key}.ref", entry.get("ref"))
+            check.integer(f"{key}.chunk", entry.get("chunk"), minimum=0)
+            check.string(f"{key}.why", entry.get("why"))
+            if reserved_piece(entry["ref"]):
+                check.fail(f"{key}.ref", entry["ref"], f"a piece not reserved for evaluation ({RESERVED_EVAL_PIECES})")
+            where = seen.setdefault((entry["ref"], entry["chunk"]), key)
+            if where != key:
+                check.fail(f"{key}", f"{entry['ref']}:{entry['chunk']}", f"a chunk not already listed ({where})")
+    check.integer("quality.rollouts", quality["rollouts"], minimum=1)
+    check.string("quality.work_dir", quality["work_dir"])
+    check.path("quality.reports_dir", quality["reports_dir"])
 
 
 def _check_dvc(check: _Checker, dvc: dict[str, Any]) -> None:

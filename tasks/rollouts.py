@@ -73,8 +73,8 @@ _WORKER: dict = {}
 def _policy(specialist_dir: str):
     """(forward(obs_batch) -> (mean, log_std)) of a trained specialist, jitted, and its manifest.
 
-    The ik specialist has no network: its mean residual is zero and its
-    log-std the fixed `IK_ROLLOUT_NOISE`.
+    The ik and mpc specialists have no network: their mean residual is zero and
+    their log-std the fixed `IK_ROLLOUT_NOISE` (ik) or their config's `rollout_noise` (mpc).
     """
     import jax
 
@@ -83,10 +83,14 @@ def _policy(specialist_dir: str):
     state, manifest = load_specialist(Path(specialist_dir))
     if state is None:
         action_dim = manifest["action_dim"]
+        log_std = np.log(IK_ROLLOUT_NOISE)
+        if manifest.get("kind") == "mpc":  # closed loop: the rollout noise is in the nominal (`_worker_setup`)
+            mpc = manifest["mpc_config"]
+            log_std = -np.inf if mpc["rollout_mode"] == "closed_loop" else np.log(mpc["rollout_noise"])
 
         def forward(obs):
             n = len(obs)
-            return np.zeros((n, action_dim)), np.full((n, action_dim), np.log(IK_ROLLOUT_NOISE))
+            return np.zeros((n, action_dim)), np.full((n, action_dim), log_std)
 
         return forward, manifest
     apply_fn, params = state.actor.apply_fn, state.actor.params
@@ -108,9 +112,14 @@ def _worker_setup(job: RolloutJob) -> dict:
 
             residual = ResidualSpecialistConfig.from_dict(manifest.get("residual_config"))
         envs = [make_specialist_env(job.chunk, kind, job.env_config, residual, work_dir=Path(job.specialist_dir))
-                for _ in range(LANES)]
+                for _ in range(min(LANES, job.n_rollouts))]  # each seeds its own rollout: fewer lanes, same episodes
         _WORKER.update(key=job.key, forward=forward, envs=envs, featurize=flat_observation_fn(envs[0]),
-                       obs_dim=observation_dim(envs[0]))
+                       obs_dim=observation_dim(envs[0]), nominal_for_seed=None)
+        if kind == "mpc":
+            from tasks.specialist_mpc import closed_loop_nominals
+
+            _WORKER["nominal_for_seed"] = closed_loop_nominals(job.chunk, job.env_config, manifest,
+                                                                Path(job.specialist_dir))
     return _WORKER
 
 
@@ -126,6 +135,8 @@ def _run_group(job: RolloutJob, group: int) -> list[dict]:
     noise_rngs = [np.random.default_rng(seed) for seed in seeds]
     for env, seed in zip(active, seeds):
         env.random_state_seed(seed)
+        if worker["nominal_for_seed"] is not None:  # the mpc kind's closed-loop rollouts
+            env.set_nominal(worker["nominal_for_seed"](seed))
     timesteps = [env.reset() for env in active]
     spec = active[0].action_spec()
     n_steps = active[0].episode_steps

@@ -21,6 +21,9 @@ on a 2-core machine), `paper` (RP1M's 8M steps). Kinds (`KINDS`):
 - ``ik``: the OT-IK nominal controller alone, no training (`envs.control.nominal`).
   Its "policy" is a zero residual; rollouts add Gaussian noise of
   `IK_ROLLOUT_NOISE` to it so that the episodes differ.
+- ``mpc``: the OT-IK nominal optimised by sampling MPC (`envs.control.mpc`), no
+  network; its rollouts run the MPC along the optimised trajectory under the
+  rollout noise, or replay it with noise like ``ik`` (`tasks.specialist_mpc`).
 """
 
 from __future__ import annotations
@@ -162,13 +165,18 @@ def _residual_task_config():
 
 
 def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: int, kind: str = "droq",
-            residual_config=None) -> str:
-    """Run-independent identity of a specialist: chunk, budget, task config, seed, kind, code."""
+            residual_config=None, mpc_config=None) -> str:
+    """Run-independent identity of a specialist: chunk, budget, task config, seed, kind, code
+    (and, for the mpc kind, the `tasks.specialist_mpc.MPCSpecialistConfig`)."""
     blob = f"{chunk_id}|{profile.digest()}|{env_config.digest()}|{seed}|{CODE_VERSION}"
     if check_kind(kind) != "droq":  # droq keys are unchanged from before kinds existed
         residual_config = residual_config or ResidualSpecialistConfig()
-        budget = "none" if kind == "ik" else profile.digest()
+        budget = profile.digest() if kind == "residual" else "none"
         blob = f"{chunk_id}|{kind}|{budget}|{env_config.digest()}|{residual_config.digest()}|{seed}|{CODE_VERSION}"
+        if kind == "mpc":
+            from tasks.specialist_mpc import config_digest
+
+            blob += f"|{config_digest(mpc_config)}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -177,13 +185,18 @@ def run_key(chunk_id: str, profile: TrainProfile, env_config: EnvConfig, seed: i
 def make_specialist_env(chunk, kind: str, env_config: EnvConfig | None = None, residual_config=None,
                         *, seed: int | None = None, work_dir: Path | None = None):
     """The env a specialist of `kind` acts in: a `PianoEnv` (droq) or a `ResidualEnv`
-    (residual, ik; its nominal trajectory is cached in `work_dir/nominal.npz`)."""
+    (residual, ik; its nominal trajectory is cached in `work_dir/nominal.npz`; mpc: around
+    the optimised trajectory its training wrote there)."""
     if check_kind(kind) == "droq":
         return make_env(chunk, env_config, seed=seed)
     from envs.control.residual import make_residual_env
 
     nominal_file = Path(work_dir) / NOMINAL_FILE if work_dir is not None else None
     task = (residual_config or ResidualSpecialistConfig()).task
+    if kind == "mpc":
+        from tasks.specialist_mpc import mpc_env
+
+        return mpc_env(chunk, env_config, task, work_dir=work_dir, seed=seed)
     return make_residual_env(chunk, env_config, task, seed=seed, nominal_file=nominal_file)
 
 
@@ -209,11 +222,11 @@ def read_manifest(work_dir: Path) -> dict | None:
 
 def load_specialist(work_dir: Path) -> tuple[droq.DroQState | None, dict]:
     """The trained agent state of a finished specialist and its manifest
-    (state None for the ik kind, which has no network)."""
+    (state None for the ik and mpc kinds, which have no network)."""
     manifest = read_manifest(work_dir)
     if manifest is None:
         raise FileNotFoundError(f"{work_dir}: no finished specialist ({MANIFEST} missing)")
-    if manifest.get("kind", "droq") == "ik":
+    if manifest.get("kind", "droq") in ("ik", "mpc"):
         return None, manifest
     agent_config = droq.DroQConfig(**manifest["agent_config"])
     template = droq.init(jax.random.PRNGKey(0), manifest["obs_dim"], manifest["action_dim"], agent_config)
@@ -230,13 +243,15 @@ def train_specialist(
     *,
     kind: str = "droq",
     residual_config=None,
+    mpc_config=None,
     on_progress: Callable[[int, int, dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Train (or resume, or reuse) the specialist of `chunk`; returns its manifest.
 
     `kind` is one of `KINDS`; `residual_config` (`ResidualSpecialistConfig`) shapes the
-    residual and ik kinds.
+    residual, ik and mpc kinds, `mpc_config` (`tasks.specialist_mpc.MPCSpecialistConfig`)
+    the mpc kind's planner and rollout noise.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     env_config = env_config or EnvConfig()
@@ -244,7 +259,13 @@ def train_specialist(
     check_kind(kind)
     if kind != "droq":
         residual_config = residual_config or ResidualSpecialistConfig()
-    key = run_key(chunk.chunk_id, profile, env_config, seed, kind, residual_config)
+    if kind == "mpc":
+        from tasks.specialist_mpc import MPCSpecialistConfig
+
+        mpc_config = mpc_config or MPCSpecialistConfig()
+    elif mpc_config is not None:
+        raise ValueError(f"{chunk.chunk_id}: an mpc config is for the mpc kind, not {kind!r}")
+    key = run_key(chunk.chunk_id, profile, env_config, seed, kind, residual_config, mpc_config)
     existing = read_manifest(work_dir)
     if existing is not None and existing.get("run_key") == key:
         log.info("%s: specialist already trained (%s), reusing it", chunk.chunk_id, key)
@@ -255,6 +276,13 @@ def train_specialist(
     save_chunk(chunk, work_dir / "chunk.json")  # the specialist's task, for rollouts and rendering
 
     from envs.control.residual import observation_dim
+
+    mpc_fields = None
+    if kind == "mpc":  # plan and optimise first: the env plays the optimised trajectory
+        from tasks.specialist_mpc import train_mpc
+
+        mpc_fields = train_mpc(chunk, work_dir, env_config, residual_config, mpc_config, seed, on_progress=on_progress,
+                               should_stop=should_stop)
 
     env = make_specialist_env(chunk, kind, env_config, residual_config, seed=seed, work_dir=work_dir)
     obs_dim = observation_dim(env)
@@ -275,6 +303,14 @@ def train_specialist(
         "residual_config": residual_config.as_dict() if residual_config is not None else None,
         "code_version": CODE_VERSION,
     }
+    if mpc_fields is not None:
+        manifest = {**identity, "steps": 0, "final": mpc_fields["final"], "curve": mpc_fields["curve"],
+                    "resumed_from_step": mpc_fields["mpc"]["resumed_from_step"],
+                    "train_seconds_this_run": mpc_fields["train_seconds_this_run"], **extras,
+                    "mpc_config": mpc_config.as_dict(), "mpc": mpc_fields["mpc"]}
+        atomic.write_json(work_dir / "learning_curve.json", mpc_fields["curve"])
+        atomic.write_json(work_dir / MANIFEST, manifest)
+        return manifest
     if kind == "ik":  # nothing to train: evaluate the nominal controller once
         started = time.perf_counter()
         point = {"step": 0, **evaluate(env, None)}
@@ -318,7 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-config", default="{}", help="EnvConfig fields as JSON (defaults: RP1M)")
     parser.add_argument("--kind", default="droq", choices=KINDS)
-    parser.add_argument("--residual-config", default="{}", help="ResidualSpecialistConfig fields as JSON (residual, ik)")
+    parser.add_argument("--residual-config", default="{}", help="ResidualSpecialistConfig fields as JSON (residual, ik, mpc)")
+    parser.add_argument("--mpc-config", default="{}", help="MPCSpecialistConfig fields as JSON (mpc)")
     args = parser.parse_args(argv)
     # absl (imported by dm_control) owns the root logger; give ours its own handler.
     handler = logging.StreamHandler()
@@ -330,9 +367,13 @@ def main(argv: list[str] | None = None) -> None:
     from envs.music.chunks import load_chunk
 
     env_config = EnvConfig.from_dict(json.loads(args.env_config))
-    residual_config = None
+    residual_config = mpc_config = None
     if args.kind != "droq":
         residual_config = ResidualSpecialistConfig.from_dict(json.loads(args.residual_config))
+    if args.kind == "mpc":
+        from tasks.specialist_mpc import MPCSpecialistConfig
+
+        mpc_config = MPCSpecialistConfig.from_dict(json.loads(args.mpc_config))
     # SIGTERM (the run stopping, or its parent dying: tasks.stop.die_with_parent) saves a checkpoint
     # at the next step and exits 143; the next run resumes from it.
     stop = threading.Event()
@@ -340,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         manifest = train_specialist(load_chunk(args.chunk_file), args.work_dir, args.profile, env_config,
                                     seed=args.seed, kind=args.kind, residual_config=residual_config,
-                                    should_stop=stop.is_set)
+                                    mpc_config=mpc_config, should_stop=stop.is_set)
     except TrainingStopped as exc:
         log.info("%s: %s", args.chunk_file, exc)
         raise SystemExit(128 + signal.SIGTERM) from None

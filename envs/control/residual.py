@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import dm_env
 import numpy as np
@@ -202,6 +203,15 @@ class ResidualEnv(dm_env.Environment):
     def controller(self) -> NominalController:
         return self._controller
 
+    def set_nominal(self, actions: np.ndarray) -> None:
+        """Play around other nominal actions (T, 39) from the next reset (the mpc kind's
+        closed-loop rollouts: each its own executed actions)."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self._env.episode_steps, len(self._half_range)):
+            raise ValueError(f"ResidualEnv.set_nominal: actions of shape {actions.shape}, expected "
+                             f"({self._env.episode_steps}, {len(self._half_range)})")
+        self._controller = NominalController(SimpleNamespace(actions=actions), self._minimum, self._maximum)
+
     def step_info(self) -> dict:
         """`PianoEnv.step_info()` plus ``applied_action`` (and a ``mimic`` reward term when weighted)."""
         return self._info
@@ -253,12 +263,16 @@ def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file,
     return actions, targets
 
 
+def nominal_arrays(chunk, env_config, config: NominalConfig, cache_file=None) -> tuple[np.ndarray, np.ndarray]:
+    """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's IK nominal, read from
+    `cache_file` when it holds this one, else solved (and written there)."""
+    return _nominal_arrays(chunk, env_config, config, cache_file)
+
+
 def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | None = None, *,
                       seed: int | None = None, nominal_file=None) -> ResidualEnv:
     """The residual task of one chunk; its nominal trajectory is solved once (cached
     in memory, and in `nominal_file` when given)."""
-    from types import SimpleNamespace
-
     residual_config = residual_config or ResidualConfig()
     env = make_env(chunk, env_config, seed=seed)
     actions, targets = _nominal_arrays(chunk, env.config, residual_config.nominal, nominal_file,

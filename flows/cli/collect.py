@@ -29,7 +29,8 @@ def collect(
     params: Optional[Path] = typer.Option(None, help="read the `collect` section of this params.yaml"),
     profile: Optional[str] = typer.Option(None, help="smoke | cpu | paper"),
     specialist: Optional[str] = typer.Option(
-        None, help="droq (RP1M, default) | residual (DroQ around the OT-IK controller) | ik (OT-IK alone, no training)"),
+        None, help="droq (RP1M, default) | residual (DroQ around the OT-IK controller) | ik (OT-IK alone, no training) "
+                   "| mpc (OT-IK optimised by sampling MPC, no training)"),
     rollouts: Optional[int] = typer.Option(None, help="rollouts per specialist (default per profile; RP1M: 500)"),
     workers: Optional[int] = typer.Option(None, help="rollout worker processes per chunk"),
     parallel_chunks: Optional[int] = typer.Option(None, help="chunks trained at once (local runner)"),

@@ -76,7 +76,9 @@ def run_flow(run, config):
     from flows.server import Stopped, prefect_server, run_in_thread, stop_on_signals
 
     try:
-        with prefect_server(), stop_on_signals():  # on a signal: children (the server too) end together
+        # The handler covers the server's start and stop too; on a signal the children (the server
+        # too) end together.
+        with stop_on_signals(), prefect_server():
             return run_in_thread(run, config)
     except Stopped as exc:
         err.print(f"[yellow]{exc}[/yellow]: the work done so far is kept; rerun the same command to resume")

@@ -420,3 +420,44 @@ def test_pianomime_ablations_through_the_flow(collection, first_run, cli):
         {"label": "Two-stage BeT", "policy": "pianomime",
          "config": {**TINY_PIANOMIME, "generator": "bet", "bet_bins": 8, "bet_layers": 1, "bet_heads": 2,
                     "bet_embed_dim": 16}}])
+
+
+def test_sigterm_stops_the_benchmark_cleanly_then_a_rerun_completes(collection, tmp_path):
+    """`pianoset benchmark` signalled while a policy trains: exit 143 within 15 s, no process of the
+    run left (its temporary Prefect server included), and the same command then finishes."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.flows.test_collect import _session_processes
+
+    root = tmp_path / "project"
+    shutil.copytree(collection / "shards", root / "shards")
+    shutil.copytree(collection / "work", root / "work")
+    _params(root, [{"label": "BC long", "policy": "bc", "config": SMALL_BC}], steps=3000)
+    env = {**os.environ, "MUJOCO_GL": "osmesa", "PREFECT_HOME": str(root / "prefect"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [sys.executable, "-m", "flows.cli", "benchmark", "--params", "params.yaml", "--json"]
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not (root / "reports" / "plan.json").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the training (any time inside the run stops it the same way)
+    assert proc.poll() is None, "the benchmark finished before it could be signalled"
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    assert code == 128 + signal.SIGTERM and time.time() - sent < 15
+    for _ in range(100):
+        left = _session_processes(proc.pid)
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, [" ".join(p.cmdline())[:120] for p in left]
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "BC long" in (root / "reports" / "table.csv").read_text()

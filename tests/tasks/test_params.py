@@ -89,6 +89,14 @@ def test_collect_section_keys_are_the_configs_keys():
     residual = validate_params({"collect": {"songs": ["x"], "specialist": "ik", "residual": {"scal": 1}}})
     with pytest.raises(ValueError, match=r"residual: unknown fields \['scal'\]; allowed: \[.*'scale'"):
         CollectConfig.from_params(residual["collect"])
+    mpc = validate_params({"collect": {"songs": ["x"], "specialist": "mpc", "mpc": {"n_samples": 7, "rollout_noise": 0.1}}})
+    config = CollectConfig.from_params(mpc["collect"])
+    assert (config.mpc_config().planner.n_samples, config.mpc_config().rollout_noise) == (7, 0.1)
+    with pytest.raises(ParamsError, match="collect.mpc = 3"):
+        validate_params({"collect": {"songs": ["x"], "specialist": "mpc", "mpc": 3}})
+    with pytest.raises(ValueError, match=r"mpc: unknown fields \['samples'\]"):
+        CollectConfig.from_params(validate_params({"collect": {"songs": ["x"], "specialist": "mpc",
+                                                               "mpc": {"samples": 7}}})["collect"])
 
 
 def test_unknown_section_and_benchmark_keys_name_section_and_allowed_keys():
