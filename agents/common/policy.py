@@ -187,7 +187,7 @@ class Policy(Protocol):
 # name -> (policy class, config class, train function). Filled by each policy
 # module through `register_policy`; `policy_registry()` imports them all.
 _REGISTRY: dict[str, tuple[type, type, Callable[..., Policy]]] = {}
-POLICY_MODULES = ("agents.bc", "agents.ibc", "agents.bc_rnn", "agents.diffusion")
+POLICY_MODULES = ("agents.bc", "agents.ibc", "agents.bc_rnn", "agents.diffusion", "agents.pianomime", "agents.flow_matching")
 
 
 def register_policy(name: str, policy_cls: type, config_cls: type, train_fn: Callable[..., Policy]) -> None:

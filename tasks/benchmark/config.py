@@ -39,7 +39,10 @@ MODEL_SCALES = ("small", "paper")
 SMALL_SCALE: dict[str, dict[str, Any]] = {
     "ibc": {"batch_size": 64, "num_counter_examples": 256, "inference_samples": 256},
     "diffusion": {"batch_size": 64},
+    "flow_matching": {"batch_size": 64},
+    "pianomime": {"batch_size": 64},
 }
+
 
 # Evaluation needs no reward; "none" skips the per-step OT matching. The
 # observation and the key-press metrics do not depend on it.
@@ -78,6 +81,20 @@ RP1M_METHODS = (
     Method("IBC", "ibc"),
     Method("BC-RNN", "bc_rnn"),
     Method("Diffusion Policy", "diffusion"),
+)
+
+# PianoMime's distilled generalists (PianoMime Table 1, App. I) and a flow-matching policy
+# (RP1M++'s family): columns to add to `methods` (params.yaml lists them, commented out). Not in
+# the default list: at PianoMime's sizes and step counts a decision costs 80 + 50 passes of a
+# 256-512-1024 U-Net (App. H), against the Diffusion Policy's 10, and Diff-res adds IK solves;
+# see benchmarks/reports/generalist.md for measured rates.
+GENERALIST_METHODS = (
+    Method("Two-stage Diff", "pianomime"),
+    Method("Two-stage Diff-res", "pianomime", {"low_level": "residual"}),
+    Method("Two-stage Diff w/o SDF", "pianomime", {"goal_encoding": "binary"}),
+    Method("One-stage Diff", "pianomime", {"stages": 1}),
+    Method("Two-stage BeT", "pianomime", {"generator": "bet"}),
+    Method("Flow Matching", "flow_matching"),
 )
 
 # RP1M Table 2, for the report: {group: {train songs: {method: F1}}}.

@@ -201,6 +201,24 @@ class WindowDataset:
         obs = flatten_observation({k: v[obs_idx] for k, v in self._obs.items()})
         return obs, self._actions[act_idx]
 
+    def step_indices(self, anchors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """(B, K) global step indices anchor + offset, clamped into each anchor's episode (the
+        padding rule above), e.g. offsets 1..H for the next H observations of each anchor."""
+        anchors = np.asarray(anchors, dtype=np.int64)
+        first = self._first[anchors][:, None]
+        last = self._last[anchors][:, None]
+        return np.clip(anchors[:, None] + np.asarray(offsets, dtype=np.int64)[None, :], first, last)
+
+    def observation_at(self, key: str, indices: np.ndarray) -> np.ndarray:
+        """Observation `key` (stored dtype) at global step indices of any shape: (*indices.shape, d)."""
+        if key not in self._obs:
+            raise KeyError(f"WindowDataset: no observation {key!r}; have {sorted(self._obs)}")
+        return self._obs[key][np.asarray(indices, dtype=np.int64)]
+
+    def actions_at(self, indices: np.ndarray) -> np.ndarray:
+        """Actions (float32) at global step indices of any shape: (*indices.shape, action_dim)."""
+        return self._actions[np.asarray(indices, dtype=np.int64)]
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         obs, actions = self.get_batch(np.array([index]))
         return obs[0], actions[0]

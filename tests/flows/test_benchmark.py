@@ -373,6 +373,55 @@ def test_diffusion_and_ibc_through_the_flow(collection, first_run, cli):
     assert all(row["cells"][m] is not None for row in summary["table"]["rows"] for m in ("DP", "IBC"))
 
 
+# PianoMime's two-stage policies (one U-Net level, few diffusion steps) and flow matching, tiny.
+TINY_PIANOMIME = {"down_dims": [16], "n_groups": 4, "kernel_size": 3, "diffusion_step_embed_dim": 16,
+                  "tcn_channels": [8], "num_train_timesteps": 20, "high_inference_steps": 4,
+                  "low_inference_steps": 4, "batch_size": 16, "sdf_max_steps": 20}
+TINY_FLOW = {"down_dims": [16], "n_groups": 4, "kernel_size": 3, "diffusion_step_embed_dim": 16,
+             "num_inference_steps": 4, "warmup_steps": 0, "batch_size": 16}
+GENERALISTS = [{"label": "Two-stage Diff", "policy": "pianomime", "config": TINY_PIANOMIME},
+               {"label": "Two-stage Diff-res", "policy": "pianomime",
+                "config": {**TINY_PIANOMIME, "low_level": "residual"}},
+               {"label": "Flow Matching", "policy": "flow_matching", "config": TINY_FLOW}]
+
+
+def _generalists_through_the_flow(collection, cli, methods):
+    from tasks.policy_eval import recompute_episodes
+
+    _params(collection, [{"label": "BC a", "policy": "bc", "config": SMALL_BC}, *methods])
+    code, summary = cli()
+    assert code == 0, [p.get("error") for p in summary["policies"]]
+    labels = [m["label"] for m in methods]
+    assert summary["tasks_run"] == {"train": len(methods), "evaluate": 3 * len(methods)}
+    assert summary["tasks_reused"] == {"train": 1, "evaluate": 3}  # BC a: the same shards, the same groups
+    for cell in summary["evaluations"]:
+        rows = recompute_episodes(collection / "reports" / cell["records"])
+        assert rows and all(r["steps"] == EPISODE_STEPS for r in rows)
+    assert all(row["cells"][m] is not None for row in summary["table"]["rows"] for m in labels)
+    header = next(l for l in (collection / "reports" / "table.md").read_text().splitlines() if "BC a" in l)
+    assert all(label in header for label in labels)  # columns of the same Table-2 report
+    return summary
+
+
+def test_pianomime_and_flow_matching_through_the_flow(collection, first_run, cli):
+    """PianoMime's Two-stage Diff and Diff-res (goal autoencoder, fingertips, IK residual) and the
+    flow-matching policy train on the same shards and are scored on the same groups as BC."""
+    summary = _generalists_through_the_flow(collection, cli, GENERALISTS)
+    residual = next(p for p in summary["policies"] if p["method"] == "Two-stage Diff-res")
+    meta = json.loads((collection / "policies" / residual["policy_key"] / "policy.json").read_text())
+    assert meta["method"]["config"]["low_level"] == "residual" and meta["steps"] == 30
+
+
+@pytest.mark.slow
+def test_pianomime_ablations_through_the_flow(collection, first_run, cli):
+    _generalists_through_the_flow(collection, cli, [
+        {"label": "w/o SDF", "policy": "pianomime", "config": {**TINY_PIANOMIME, "goal_encoding": "binary"}},
+        {"label": "One-stage Diff", "policy": "pianomime", "config": {**TINY_PIANOMIME, "stages": 1}},
+        {"label": "Two-stage BeT", "policy": "pianomime",
+         "config": {**TINY_PIANOMIME, "generator": "bet", "bet_bins": 8, "bet_layers": 1, "bet_heads": 2,
+                    "bet_embed_dim": 16}}])
+
+
 def test_sigterm_stops_the_benchmark_cleanly_then_a_rerun_completes(collection, tmp_path):
     """`pianoset benchmark` signalled while a policy trains: exit 143 within 15 s, no process of the
     run left (its temporary Prefect server included), and the same command then finishes."""

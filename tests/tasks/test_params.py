@@ -127,3 +127,26 @@ def test_catalog_filter_query_selects_songs(tmp_path):
     assert len(select_songs({"source": "robopianist", "query": "twinkle"}, tmp_path)) == 2
     with pytest.raises(ValueError, match="matches no song"):
         select_songs({"source": "robopianist", "query": "no such piece"}, tmp_path)
+
+
+def test_generalist_methods_are_accepted_and_resolve_to_their_configs():
+    """PianoMime's variants and flow matching, written as params.yaml documents them, pass the
+    parser and become configs of the registered policies."""
+    from agents.flow_matching import FlowMatchingConfig
+    from agents.pianomime import PianoMimeConfig
+    from tasks.benchmark import GENERALIST_METHODS, BenchmarkConfig, BenchmarkError, Method
+    from tasks.benchmark.train import resolve_config
+
+    methods = [m.as_dict() for m in GENERALIST_METHODS]
+    params = validate_params({"collect": {"songs": ["x"]}, "benchmark": {"methods": methods}}, source="p.yaml")
+    config = BenchmarkConfig.from_params(params["benchmark"])
+    assert [m.label for m in config.methods] == [m.label for m in GENERALIST_METHODS]
+    resolved = {m.label: resolve_config(m) for m in config.scaled_methods()}
+    assert resolved["Two-stage Diff"] == PianoMimeConfig(batch_size=64)  # small scale caps the batch only
+    assert resolved["Two-stage Diff-res"].low_level == "residual"
+    assert resolved["One-stage Diff"].stages == 1 and resolved["Two-stage BeT"].generator == "bet"
+    assert resolved["Two-stage Diff w/o SDF"].goal_encoding == "binary"
+    assert (resolved["Two-stage Diff"].high_inference_steps, resolved["Two-stage Diff"].low_inference_steps) == (80, 50)
+    assert isinstance(resolved["Flow Matching"], FlowMatchingConfig)
+    with pytest.raises(BenchmarkError, match="low_level='residual' needs stages=2"):
+        resolve_config(Method("bad", "pianomime", {"stages": 1, "low_level": "residual"}))
