@@ -11,7 +11,7 @@ from envs.control.nominal import NominalConfig
 from envs.control.residual import ResidualConfig
 from envs.music.chunks import make_chunks
 from envs.music.songs import load_song
-from tasks.rollouts import LANES, load_group, rollout_chunk
+from tasks.rollouts import load_group, rollout_chunk
 from tasks.specialist import ResidualSpecialistConfig, TrainProfile, train_specialist
 
 N_STEPS = 30
