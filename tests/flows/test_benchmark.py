@@ -431,7 +431,7 @@ def test_sigterm_stops_the_benchmark_cleanly_then_a_rerun_completes(collection, 
     import sys
     import time
 
-    from tests.flows.test_collect import _session_processes
+    from tests.flows.test_collect import assert_nothing_left
 
     root = tmp_path / "project"
     shutil.copytree(collection / "shards", root / "shards")
@@ -452,12 +452,7 @@ def test_sigterm_stops_the_benchmark_cleanly_then_a_rerun_completes(collection, 
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=60)
     assert code == 128 + signal.SIGTERM and time.time() - sent < 15
-    for _ in range(100):
-        left = _session_processes(proc.pid)
-        if not left:
-            break
-        time.sleep(0.1)
-    assert not left, [" ".join(p.cmdline())[:120] for p in left]
+    assert_nothing_left(proc.pid)
     done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "BC long" in (root / "reports" / "table.csv").read_text()

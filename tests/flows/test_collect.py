@@ -88,14 +88,18 @@ def _signal_when(project, condition, signum, timeout=600) -> tuple[int, float]:
     proc.send_signal(signum)
     code = proc.wait(timeout=60)
     waited = time.time() - sent
-    # Nothing of the run lives on: no temporary Prefect server, no specialist or rollout child.
+    assert_nothing_left(proc.pid)
+    return code, waited
+
+
+def assert_nothing_left(sid: int) -> None:
+    """Nothing of the run lives on: no temporary Prefect server, no specialist or rollout child."""
     for _ in range(100):
-        left = _session_processes(proc.pid)
+        left = _session_processes(sid)
         if not left:
             break
         time.sleep(0.1)
     assert not left, [" ".join(p.cmdline())[:120] for p in left]
-    return code, waited
 
 
 def _song_dirs(project):
