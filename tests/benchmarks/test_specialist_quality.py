@@ -31,7 +31,7 @@ def test_one_chunk_end_to_end_then_resumed(tmp_path):
     payload = json.loads((tmp_path / "all.json").read_text())
     assert payload["computed"] == [f"{CHUNK} ik"] and payload["reused"] == []
     (result,) = payload["results"]
-    assert result["set"] == "dev" and result["steps"] == 20 and result["physics_timestep"] == 0.002
+    assert result["set"] == "dev" and result["steps"] == 20 and result["physics_timestep"] == 0.005  # the EnvConfig default
     stored = result["stored"]
     assert stored["n"] == 2 and [s["seed"] for s in stored["per_seed"]] == [0, 1]
     assert 0.0 <= stored["f1"] <= 1.0 and 0.0 <= result["noise_free"]["f1"] <= 1.0
@@ -45,10 +45,10 @@ def test_one_chunk_end_to_end_then_resumed(tmp_path):
         assert failures["n_notes"] > 0
     assert sum(result["failures"]["noise_free"]["other_detail"].values()) == \
         result["failures"]["noise_free"]["causes"]["other"]
-    result_file = tmp_path / "out" / "results" / "ik" / "dt0.002-max20" / "CMajorScaleTwoHands-0.json"
+    result_file = tmp_path / "out" / "results" / "ik" / "dt0.005-max20" / "CMajorScaleTwoHands-0.json"
     assert json.loads(result_file.read_text())["key"] == result["key"]
     assert result_file.with_suffix(".npz").exists()
-    assert "| ik | 0.002 | dev | 1 |" in (tmp_path / "out" / "report.md").read_text()
+    assert "| ik | 0.005 | dev | 1 |" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "f1_distribution.png").stat().st_size > 0
     stamp = result_file.stat().st_mtime_ns
 
@@ -61,13 +61,13 @@ def test_one_chunk_end_to_end_then_resumed(tmp_path):
     assert again["results"] == payload["results"]
 
     # Two timesteps of one kind are two variants: their own tables, summary rows and plot columns.
-    other = {**result, "physics_timestep": 0.005, "stored": {**stored, "f1": 0.9}}
+    other = {**result, "physics_timestep": 0.002, "stored": {**stored, "f1": 0.9}}
     report = render_report([result, other], select(load_quality_set(ROOT / "params.yaml")[0], "all", [CHUNK]),
                            ["ik"], [0.002, 0.005], 2)
     assert "## ik @ 0.002 s: per chunk" in report and "## ik @ 0.005 s: per chunk" in report
-    assert "| ik | 0.005 | dev | 1 | 0.900 | 100% |" in report
+    assert "| ik | 0.002 | dev | 1 | 0.900 | 100% |" in report
     rows = summary([result, other])
-    assert [(r["physics_timestep"], r["median_f1_stored"]) for r in rows] == [(0.002, stored["f1"]), (0.005, 0.9)]
+    assert sorted((r["physics_timestep"], r["median_f1_stored"]) for r in rows) == [(0.002, 0.9), (0.005, stored["f1"])]
     plot_distribution([result, other], ["ik"], tmp_path / "two.png")
     assert (tmp_path / "two.png").stat().st_size > 0
 

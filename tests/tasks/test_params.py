@@ -150,3 +150,15 @@ def test_generalist_methods_are_accepted_and_resolve_to_their_configs():
     assert isinstance(resolved["Flow Matching"], FlowMatchingConfig)
     with pytest.raises(BenchmarkError, match="low_level='residual' needs stages=2"):
         resolve_config(Method("bad", "pianomime", {"stages": 1, "low_level": "residual"}))
+
+
+def test_shipped_params_parse_with_dvcs_yaml_reader():
+    """DVC reads params.yaml with ruamel, stricter than PyYAML (a plain `music21:x` in a flow mapping
+    breaks it, and with it every `dvc` command)."""
+    from pathlib import Path
+
+    import yaml
+    from ruamel.yaml import YAML
+
+    path = Path(__file__).resolve().parents[2] / "params.yaml"
+    assert YAML(typ="safe").load(path.read_text()) == yaml.safe_load(path.read_text())

@@ -188,9 +188,10 @@ def test_residual_specialist_config_is_one_flat_dict_with_the_keys_of_before():
     assert mixed.task == ResidualConfig(scale=0.5) and mixed.learning == ResidualLearning(prior_weight=0.3)
     assert mixed.digest() == "ed2e02bddc57"
     assert ResidualSpecialistConfig.from_dict(mixed.as_dict()) == mixed
-    assert run_key("abc:0", get_profile("smoke"), EnvConfig(), 0, "residual", default) == "05f9a86ee2a02619"
-    assert run_key("abc:0", get_profile("smoke"), EnvConfig(), 0, "ik", default) == "60b16bcec5efa03b"
-    assert run_key("abc:0", get_profile("cpu"), EnvConfig(), 0) == "a267fa336339b604"
+    # keys pinned at the EnvConfig they were computed with (the default before 0.005 s)
+    assert run_key("abc:0", get_profile("smoke"), EnvConfig(physics_timestep=0.002), 0, "residual", default) == "05f9a86ee2a02619"
+    assert run_key("abc:0", get_profile("smoke"), EnvConfig(physics_timestep=0.002), 0, "ik", default) == "60b16bcec5efa03b"
+    assert run_key("abc:0", get_profile("cpu"), EnvConfig(physics_timestep=0.002), 0) == "a267fa336339b604"
     with pytest.raises(ValueError, match=r"unknown fields \['scal'\]"):
         ResidualSpecialistConfig.from_dict({"scal": 0.1})
     for bad in ({"warmup_noise": 2.0}, {"init_temperature": 0.0}, {"prior_weight": -0.1}, {"critic_burn_in": -1}):
