@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HAND_ACTIONS = 19  # actions per hand (right hand first), then the sustain pedal (envs.piano.spec)
-WINNERS = ("plan", "sample", "hands", "shift", "reach")  # what the executed action came from (MPCResult.winner)
+WINNERS = ("plan", "sample", "hands", "shift", "reach", "alternative")  # what the executed action came from (MPCResult.winner)
 
 
 class MPCStopped(Exception):
@@ -92,6 +92,7 @@ class _Planner:
         self.key_points = self.data.geom_xpos[tab.key_geom_ids] + tab.key_press_offset  # keys do not move sideways
         self.state_size = mujoco.mj_stateSize(lean.model, STATE_SPEC)
         self.offsets: np.ndarray | None = None  # added to executed actions (optimise_trajectory)
+        self.alternatives: np.ndarray | None = None  # (A, T, 39) other nominals (optimise_trajectory)
         self.reach = ReachCandidates(lean, self.low, self.high) if config.reach_scales else None
 
     def controls(self, actions: np.ndarray) -> np.ndarray:
@@ -189,6 +190,7 @@ def optimise_trajectory(
     lean: LeanPiano | None = None,
     execution_offsets: np.ndarray | None = None,
     should_stop: Callable[[], bool] | None = None,
+    alternatives: list[np.ndarray] | tuple = (),
 ) -> MPCResult:
     """Predictive sampling around `nominal_actions` (T, 39) over the whole chunk.
 
@@ -201,6 +203,9 @@ def optimise_trajectory(
     executed (the noise of a rollout; the plan itself is kept without them).
     When `should_stop()` turns true after a step, the progress is checkpointed at
     that step and `MPCStopped` is raised (a later call resumes from it).
+    `alternatives`: other (T, 39) nominal trajectories of the chunk (the IK nominal's
+    search candidates, other timings and fingerings); at every step the window of
+    each, from step t, is scored beside the plan, and a better one is taken.
     """
     config = config or MPCConfig()
     env_config = env_config or EnvConfig()
@@ -222,11 +227,17 @@ def optimise_trajectory(
         if execution_offsets.shape != nominal.shape:
             raise ValueError(f"optimise_trajectory({chunk.chunk_id}): execution offsets of shape "
                              f"{execution_offsets.shape}, expected {nominal.shape}")
+    alternatives = [np.asarray(a, dtype=np.float64) for a in alternatives]
+    for a in alternatives:
+        if a.shape != nominal.shape:
+            raise ValueError(f"optimise_trajectory({chunk.chunk_id}): an alternative nominal of shape {a.shape}, "
+                             f"expected {nominal.shape}")
     planner = _Planner(lean, nominal, config)
     planner.offsets = execution_offsets
+    planner.alternatives = np.stack(alternatives) if alternatives else None
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     key = progress_key(chunk, env_config, config, nominal, seed if isinstance(seed, int) else None,
-                       execution_offsets)
+                       execution_offsets, planner.alternatives)
     progress = load_progress(checkpoint, key, n_steps) if checkpoint is not None else None
     lean.reset([0])
     if progress is None:
@@ -295,6 +306,11 @@ def _control_step(planner: _Planner, lean: LeanPiano, progress: MPCProgress, t: 
         scores, _ = evaluate(shifted)
         if scores.max() > best_score:
             best, best_score, winner = shifted[int(np.argmax(scores))], float(scores.max()), 3
+    if planner.alternatives is not None:
+        windows = planner.alternatives[:, t: t + h]
+        scores, _ = evaluate(windows)
+        if scores.max() > best_score:
+            best, best_score, winner = windows[int(np.argmax(scores))], float(scores.max()), 5
     if planner.reach is not None:
         lead = min(cfg.reach_lead, h - 1)
         offset = planner.reach.offset(lean.data(0), planner.goal[t + lead], lean.pressed_keys([0])[0], right)

@@ -37,13 +37,16 @@ def _array_digest(array: np.ndarray) -> str:
 
 
 def progress_key(chunk: "Chunk", env_config: "EnvConfig", config: "MPCConfig", nominal: np.ndarray,
-                 seed: int | None, offsets: np.ndarray | None = None) -> str:
+                 seed: int | None, offsets: np.ndarray | None = None,
+                 alternatives: np.ndarray | None = None) -> str:
     """Identity of one optimisation: what its result depends on."""
     from envs.control.nominal import chunk_digest
 
     blob = f"{chunk_digest(chunk)}|{env_config.digest()}|{config.digest()}|{_array_digest(nominal)}|{seed}|{MPC_VERSION}"
     if offsets is not None:
         blob += f"|{_array_digest(offsets)}"
+    if alternatives is not None:
+        blob += f"|alternatives {_array_digest(alternatives)}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

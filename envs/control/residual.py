@@ -237,8 +237,9 @@ class ResidualEnv(dm_env.Environment):
 
 
 def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file,
-                    source: str = "plan") -> tuple[np.ndarray, np.ndarray]:
-    """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's nominal trajectory.
+                    source: str = "plan", alternatives: bool = False) -> tuple[np.ndarray, ...]:
+    """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's nominal trajectory,
+    and with `alternatives` (A, T, 39): the actions of the open-loop search's other candidates.
 
     With `cache_file`, a file written earlier for the same chunk and configs is
     read instead of solving the IK again (rollout workers of one specialist
@@ -252,8 +253,9 @@ def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file,
     if cache_file is not None and Path(cache_file).exists():
         try:
             with np.load(cache_file) as data:
-                if str(data["key"]) == key:
-                    return data["actions"], data["targets"]
+                if str(data["key"]) == key and (not alternatives or "alternatives" in data.files):
+                    found = data["actions"], data["targets"]
+                    return (*found, data["alternatives"]) if alternatives else found
         except (OSError, KeyError, ValueError):
             pass  # damaged or foreign: solve again
     if source == "reference":
@@ -263,15 +265,19 @@ def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file,
     else:
         trajectory = nominal_trajectory(chunk, env_config, config)
     actions, targets = trajectory.actions, trajectory.command_targets
+    others = np.array(trajectory.alternatives, dtype=np.float64).reshape(-1, *actions.shape)
     if cache_file is not None:
-        atomic.write_with(cache_file, lambda tmp: np.savez(tmp, key=np.array(key), actions=actions, targets=targets))
-    return actions, targets
+        atomic.write_with(cache_file, lambda tmp: np.savez(tmp, key=np.array(key), actions=actions, targets=targets,
+                                                           alternatives=others))
+    return (actions, targets, others) if alternatives else (actions, targets)
 
 
-def nominal_arrays(chunk, env_config, config: NominalConfig, cache_file=None) -> tuple[np.ndarray, np.ndarray]:
+def nominal_arrays(chunk, env_config, config: NominalConfig, cache_file=None,
+                   alternatives: bool = False) -> tuple[np.ndarray, ...]:
     """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's IK nominal, read from
-    `cache_file` when it holds this one, else solved (and written there)."""
-    return _nominal_arrays(chunk, env_config, config, cache_file)
+    `cache_file` when it holds this one, else solved (and written there); with
+    `alternatives`, also the (A, T, 39) actions of the search's other candidates."""
+    return _nominal_arrays(chunk, env_config, config, cache_file, alternatives=alternatives)
 
 
 def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | None = None, *,

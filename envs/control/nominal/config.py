@@ -57,11 +57,17 @@ class NominalConfig:
     # hand follows the IK trajectory instead of lagging ~2 steps behind it.
     forearm_feedforward: bool = True
     # A pressing fingertip descends only when the IK has it within this distance
-    # of its key's press target (x along the key, y across); half a black key
-    # width across, so it does not land on a neighbour.
-    align_tolerance_x: float = 0.015
-    align_tolerance_y: float = 0.005
-    prepare_steps: int = 10  # an idle hand moves to its next keys this many steps ahead (RP1M lookahead L-1)
+    # of its key's press target (x along the key, y across); under half a white
+    # key's width (22.5 mm) across. Issue 18, dev set only (open-loop F1 of the
+    # 11 dev chunks' first 200 steps, mean): 0.015/0.005 (half a black key, the
+    # old values) 0.491; 0.015/0.008 0.520; 0.025/0.008 0.523. Most missed notes
+    # had never been let down: the stricter gate kept the finger hovering.
+    align_tolerance_x: float = 0.025
+    align_tolerance_y: float = 0.008
+    # An idle hand moves to its next keys this many steps ahead (RP1M's lookahead
+    # L-1 is 10). Issue 18, dev as above (with the tolerances): 10 0.523, 15 0.550,
+    # 20 0.579 on 10 of the 11 (15: 0.581 on those); 15 kept.
+    prepare_steps: int = 15
     # Natural finger spacing of a hand, in white keys from the index finger
     # (thumb, index, middle, ring, little); outside the pressing fingers the
     # hovering fingers keep it.

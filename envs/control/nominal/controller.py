@@ -96,7 +96,9 @@ def nominal_trajectory(chunk: "Chunk", env_config: EnvConfig | None = None,
             chosen = index
     trajectory, f1 = trajectories[chosen], f1s[chosen]
     if len(candidates) > 1:
-        trajectory = replace(trajectory, search=tuple([scores[chosen]] + scores[:chosen] + scores[chosen + 1:]))
+        others = [i for i in range(len(candidates)) if i != chosen]
+        trajectory = replace(trajectory, search=tuple([scores[chosen]] + [scores[i] for i in others]),
+                             alternatives=tuple(trajectories[i].actions for i in others))
         logger.info("%s: nominal search chose %s (open-loop F1 %.3f; %s)", chunk.chunk_id, scores[chosen][0], f1,
                     ", ".join(f"{o} {v:.3f}" for o, v in scores))
     logger.info("%s: nominal trajectory of %d steps, IK %.1f ms/step", chunk.chunk_id, len(trajectory.actions),

@@ -42,6 +42,9 @@ class NominalTrajectory:
     # The open-loop search: (config overrides as JSON, F1) of every candidate
     # played, the chosen one first; empty without search.
     search: tuple = ()
+    # The actions of the search's other candidates, in the order of `search[1:]`
+    # (e.g. the MPC's alternative nominals, `envs.control.mpc`).
+    alternatives: tuple = ()
 
 
 def sustain_goal(chunk: "Chunk", n_steps: int) -> np.ndarray:

@@ -142,7 +142,7 @@ def test_reach_offset_brings_a_free_fingertip_onto_a_missed_key():
     distance = lambda: np.linalg.norm(lean.fingertip_positions([0])[0, :5] - reach.key_points[key], axis=1).min()  # noqa: E731
     before = distance()
     action = np.clip(nominal[0] + offset, spec.minimum, spec.maximum)
-    for _ in range(3):
+    for _ in range(4):  # the servos take a few control steps (3 sufficed from the pre-issue-18 nominal's posture)
         step = lean.step(action[None])
     assert distance() < min(0.6 * before, 0.015), (before, distance())  # over the key, on its way down
     assert not step.pressed_keys[0, :key - 3].any()  # nothing far from it went down
