@@ -1,4 +1,5 @@
-"""`params.yaml`: the one parser of the run parameters every command reads.
+"""`params.yaml`: the one parser of the run parameters every command reads
+(over 400 lines: every section's checks in one place, so each error names the file and key).
 
 `pianoset collect|benchmark|stats|status|publish|pull` and the DVC stages all
 read the file through `load_params` (no other code parses it) and build their

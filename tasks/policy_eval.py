@@ -1,4 +1,5 @@
-"""Scoring an imitation policy in the real piano env over many songs (RP1M section 5).
+"""Scoring an imitation policy in the real piano env over many songs (RP1M section 5)
+(over 400 lines: the batched episode loop and its per-episode resume files share one state machine).
 
 `evaluate_episodes(policy, items, env_config, config)` plays every `EvalItem`
 (one chunk of one song, one seed) with a policy that follows the contract of

@@ -1,4 +1,5 @@
-"""N rollouts of a trained specialist (RP1M section 4.3: 500 per specialist).
+"""N rollouts of a trained specialist (RP1M section 4.3: 500 per specialist)
+(over 400 lines: the worker pool, per-episode resume and the atomic shard hand-off are one protocol).
 
 Seeds: rollout i of a chunk uses seed `base_seed + i`. The seed drives the
 policy's action noise (a `np.random.Generator(seed)` draws the Gaussian noise

@@ -1,4 +1,5 @@
-"""Building the song catalog: every song we know of, whether it can be played, and how long it is.
+"""Building the song catalog: every song we know of, whether it can be played, and how long it is
+(over 400 lines: one pipeline, discovery to the per-file worker pool with its time limit, read top to bottom).
 
 Sources (`build_catalog(sources=...)`):
 

@@ -1,4 +1,5 @@
-"""Lean simulation path: the RP1M piano task on raw MuJoCo, many lanes per process.
+"""Lean simulation path: the RP1M piano task on raw MuJoCo, many lanes per process
+(over 400 lines: the env's observation, reward and key tables must be read side by side with the step that uses them).
 
 `LeanPiano(chunk, config, n_lanes)` runs the task of `envs.piano.env.make_env`
 (the same compiled model, taken from one make_env physics, and the same notes)
