@@ -74,8 +74,8 @@ class MPCSpecialistConfig:
         overrides TRACKING's fields; None: `planner`'s settings).
       alternative_nominals: the planner also scores, at every step, the windows of the IK
         nominal search's other candidates (`envs.control.mpc.optimise_trajectory`'s
-        `alternatives`). Off: on two dev chunks (first 200 steps, seed 0) MPC F1 0.920 ->
-        0.941 (bach/bwv846) and 0.881 -> 0.849 (dichterliebe_no2), no gain beyond seed noise.
+        `alternatives`). Off: on four dev chunks (first 200 steps, seed 0) MPC F1 mean
+        0.785 -> 0.786 (benchmarks/reports/nominal_dev.md), no gain beyond seed noise.
     """
 
     planner: MPCConfig = field(default_factory=MPCConfig)
