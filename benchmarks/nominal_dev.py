@@ -67,6 +67,7 @@ def main() -> None:
     if args.chunks:
         entries = [entries[int(i)] for i in args.chunks.split(",")]
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     done = {}
     if out.exists():
         for line in out.read_text().splitlines():
