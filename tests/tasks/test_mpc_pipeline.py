@@ -107,7 +107,7 @@ def test_mpc_specialist_collects_episodes_around_its_optimised_trajectory(tmp_pa
         expected = closed_loop_actions(chunk, EnvConfig(), optimised, mpc, scale, seed)
         np.testing.assert_array_equal(ep.steps["action"], expected.actions.astype(ep.steps["action"].dtype))
         assert ep.metadata["f1"] == pytest.approx(expected.metrics["f1"], abs=1e-6)  # float32 metadata
-        assert 0 < np.abs(ep.steps["action"] - optimised).max() < 0.5
+        assert 0 < np.abs(ep.steps["action"] - optimised).max() < 0.6  # near the trajectory, not on it
     assert not np.array_equal(episodes[0].steps["action"], episodes[1].steps["action"])
 
 
