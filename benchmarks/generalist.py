@@ -114,8 +114,8 @@ def main() -> None:
     rows = [run(label, args) for label in args.methods]
     base = next((r for r in rows if r["label"] == "Diffusion Policy" and "error" not in r), None)
     print(f"scale {args.scale}, batch 1, one core (CPU 0, single-threaded XLA), {args.calls} timed calls")
-    print(f"| method | denoising steps | Ta | ms/decision (wall, median) | CPU ms/decision | decisions/s (CPU) "
-          f"| actions/s / 20 Hz | CPU time x Diffusion Policy |")
+    print("| method | denoising steps | Ta | ms/decision (wall, median) | CPU ms/decision | decisions/s (CPU) "
+          "| actions/s / 20 Hz | CPU time x Diffusion Policy |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         if "error" in row:

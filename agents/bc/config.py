@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.config import PolicyConfig, check_dims, check_int, check_network_and_adam
+from agents.common.config import PolicyConfig, check_fields, check_network_and_adam
 
 # RP1M Table 5 "Training Steps 1M"; `train_fn(steps=...)` takes the count, so
 # this constant is what the benchmark passes for a paper-scale run.
@@ -64,9 +64,6 @@ class BCConfig(PolicyConfig):
     action_horizon: int = 1
 
     def __post_init__(self):
-        # Lists (JSON, YAML) become tuples so the config stays hashable: jit
-        # takes it as a static argument.
-        object.__setattr__(self, "hidden_dims", check_dims("BCConfig", "hidden_dims", self.hidden_dims))
+        check_fields(self, dims=("hidden_dims",), ints={"batch_size": 1})  # a tuple: jit takes the config as static
         check_network_and_adam("BCConfig", self)
-        check_int("BCConfig", "batch_size", self.batch_size, minimum=1)
         self.check_horizons()

@@ -22,14 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.config import (
-    PolicyConfig,
-    check_dims,
-    check_int,
-    check_network_and_adam,
-    check_non_negative,
-    check_unit_interval,
-)
+from agents.common.config import PolicyConfig, check_fields, check_network_and_adam
 
 PAPER_TRAINING_STEPS = 1_000_000  # RP1M Table 7 "Training Steps 1M"
 
@@ -79,13 +72,8 @@ class BCRNNConfig(PolicyConfig):
     batch_size: int = 256
 
     def __post_init__(self):
-        object.__setattr__(
-            self, "head_dims", check_dims("BCRNNConfig", "head_dims", self.head_dims, allow_empty=True)
-        )
-        for name in ("rnn_hidden_dim", "rnn_num_layers", "seq_length", "rnn_horizon", "batch_size"):
-            check_int("BCRNNConfig", name, getattr(self, name), minimum=1)
-        check_unit_interval("BCRNNConfig", "lr_final_factor", self.lr_final_factor, closed_high=True)
-        check_non_negative("BCRNNConfig", "weight_decay", self.weight_decay)
+        check_fields(self, dims_or_empty=("head_dims",), unit_closed=("lr_final_factor",), non_negative=("weight_decay",),
+                     ints=dict.fromkeys(("rnn_hidden_dim", "rnn_num_layers", "seq_length", "rnn_horizon", "batch_size"), 1))
         check_network_and_adam("BCRNNConfig", self)
 
     # Training windows of `seq_length` observations and the actions taken at them:

@@ -8,66 +8,50 @@ the config class, the field and the bad value.
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 from agents.common.networks import ACTIVATION_NAMES
 from agents.common.policy import PolicySpec
-
-
-def check_int(owner: str, name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def check_positive(owner: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}.{name} must be a finite number > 0, got {value!r}")
-
-
-def check_non_negative(owner: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{owner}.{name} must be a finite number >= 0, got {value!r}")
-
-
-def check_unit_interval(owner: str, name: str, value, *, closed_high: bool = False) -> None:
-    """value in [0, 1) (or [0, 1] with closed_high)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    ok = ok and 0 <= value and (value <= 1 if closed_high else value < 1)
-    if not ok:
-        raise ValueError(f"{owner}.{name} must be in [0, 1{']' if closed_high else ')'}, got {value!r}")
-
-
-def check_choice(owner: str, name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{owner}.{name} must be one of {tuple(choices)}, got {value!r}")
-
-
-def check_dims(owner: str, name: str, value, *, allow_empty: bool = False) -> tuple[int, ...]:
-    try:
-        dims = tuple(value)
-    except TypeError:
-        raise ValueError(f"{owner}.{name} must be a sequence of positive ints, got {value!r}") from None
-    if (not dims and not allow_empty) or not all(
-        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in dims
-    ):
-        what = "a sequence" if allow_empty else "a non-empty sequence"
-        raise ValueError(f"{owner}.{name} must be {what} of positive ints, got {value!r}")
-    return dims
+from envs.checks import (  # noqa: F401  (re-exported: the agents' configs import them from here)
+    check_bool,
+    check_choice,
+    check_dims,
+    check_fields,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_range,
+    check_unit_interval,
+    is_number,
+)
 
 
 def check_network_and_adam(owner: str, config) -> None:
     """The fields every supervised policy config has: activation and its Adam(W) settings."""
     check_choice(owner, "activation", config.activation, ACTIVATION_NAMES)
-    check_positive(owner, "learning_rate", config.learning_rate)
-    check_positive(owner, "adam_eps", config.adam_eps)
-    check_unit_interval(owner, "adam_b1", config.adam_b1)
-    check_unit_interval(owner, "adam_b2", config.adam_b2)
+    check_fields(config, positive=("learning_rate", "adam_eps"), unit=("adam_b1", "adam_b2"))
 
 
-def check_bool(owner: str, name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}.{name} must be a bool, got {value!r}")
+def check_unet(config) -> None:
+    """The 1-D conditional U-Net's sizes (`agents.diffusion.networks`): `down_dims`,
+    `n_groups` (GroupNorm), `kernel_size`, `diffusion_step_embed_dim`, and a
+    `pred_horizon` the U-Net can halve at each of its downsampling steps."""
+    owner = type(config).__name__
+    check_fields(config, dims=("down_dims",), ints={"kernel_size": 1, "n_groups": 1, "diffusion_step_embed_dim": 4})
+    bad_groups = [d for d in config.down_dims if d % config.n_groups]
+    if bad_groups:
+        raise ValueError(f"{owner}.n_groups={config.n_groups} must divide every down_dims entry; "
+                         f"it does not divide {bad_groups} of down_dims={config.down_dims}")
+    if config.kernel_size % 2 == 0:
+        raise ValueError(f"{owner}.kernel_size must be odd ('same' padding keeps the length), got {config.kernel_size}")
+    if config.diffusion_step_embed_dim % 2:
+        raise ValueError(f"{owner}.diffusion_step_embed_dim must be even (sin and cos halves), "
+                         f"got {config.diffusion_step_embed_dim}")
+    factor = 2 ** (len(config.down_dims) - 1)
+    if config.pred_horizon % factor:
+        raise ValueError(f"{owner}.pred_horizon={config.pred_horizon} must be divisible by 2 ** (len(down_dims) - 1)"
+                         f" = {factor}: the U-Net halves it at each of its {len(config.down_dims) - 1} "
+                         "downsampling steps")
 
 
 class PolicyConfig:

@@ -14,23 +14,33 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.config import (
-    PolicyConfig,
-    check_bool,
-    check_choice,
-    check_dims,
-    check_int,
-    check_non_negative,
-    check_positive,
-    check_unit_interval,
-)
+from agents.common.config import PolicyConfig, check_fields, check_unet, is_number
 
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear")
 LR_SCHEDULES = ("linear", "cosine", "constant")
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffusionConfig(PolicyConfig):
+class UNetPolicyConfig(PolicyConfig):
+    """The horizons and the conditional 1-D U-Net (`agents.diffusion.networks`) of the policies
+    built on it, Diffusion Policy and flow matching: RP1M Table 8 / diffusion_policy's low-dim
+    U-Net workspace (the fields' meanings: `DiffusionConfig`). Its fields come first in each
+    subclass, in this order."""
+
+    obs_horizon: int = 2
+    pred_horizon: int = 4
+    action_horizon: int = 1
+    down_dims: tuple[int, ...] = (256, 512, 1024)
+    kernel_size: int = 5
+    n_groups: int = 8
+    diffusion_step_embed_dim: int = 256
+    cond_predict_scale: bool = True
+
+    chunk_starts_at_first_obs = True  # diffusion_policy's `oa_step_convention`
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionConfig(UNetPolicyConfig):
     """Hyperparameters of the CNN (1-D temporal U-Net) Diffusion Policy.
 
     Attributes:
@@ -82,14 +92,6 @@ class DiffusionConfig(PolicyConfig):
         steps, Table 8: 1M, are the `steps` argument of `train`.)
     """
 
-    obs_horizon: int = 2
-    pred_horizon: int = 4
-    action_horizon: int = 1
-    down_dims: tuple[int, ...] = (256, 512, 1024)
-    kernel_size: int = 5
-    n_groups: int = 8
-    diffusion_step_embed_dim: int = 256
-    cond_predict_scale: bool = True
     num_train_timesteps: int = 100
     num_inference_steps: int = 5
     beta_schedule: str = "squaredcos_cap_v2"
@@ -110,65 +112,27 @@ class DiffusionConfig(PolicyConfig):
     adam_eps: float = 1e-8
     batch_size: int = 128
 
-    chunk_starts_at_first_obs = True  # diffusion_policy's `oa_step_convention`
-
     def __post_init__(self):
-        # Lists (JSON, YAML) become tuples so the config stays hashable: it is a
-        # static argument of the jitted update and sampler.
         owner = "DiffusionConfig"
-        object.__setattr__(self, "down_dims", check_dims(owner, "down_dims", self.down_dims))
-        for name in ("kernel_size", "n_groups", "num_train_timesteps", "num_inference_steps", "batch_size"):
-            check_int(owner, name, getattr(self, name), minimum=1)
-        check_int(owner, "warmup_steps", self.warmup_steps, minimum=0)
         self.check_horizons()
-        bad_groups = [d for d in self.down_dims if d % self.n_groups]
-        if bad_groups:
-            raise ValueError(
-                f"DiffusionConfig.n_groups={self.n_groups} must divide every down_dims entry; "
-                f"it does not divide {bad_groups} of down_dims={self.down_dims}"
-            )
-        if self.kernel_size % 2 == 0:
-            raise ValueError(
-                f"DiffusionConfig.kernel_size must be odd ('same' padding keeps the length), got {self.kernel_size}"
-            )
-        check_int(owner, "diffusion_step_embed_dim", self.diffusion_step_embed_dim, minimum=4)
-        if self.diffusion_step_embed_dim % 2:
-            raise ValueError(
-                f"DiffusionConfig.diffusion_step_embed_dim must be even (sin and cos halves), "
-                f"got {self.diffusion_step_embed_dim}"
-            )
-        factor = 2 ** (len(self.down_dims) - 1)
-        if self.pred_horizon % factor:
-            raise ValueError(
-                f"DiffusionConfig.pred_horizon={self.pred_horizon} must be divisible by "
-                f"2 ** (len(down_dims) - 1) = {factor}: the U-Net halves it at each of its "
-                f"{len(self.down_dims) - 1} downsampling steps"
-            )
+        check_unet(self)  # down_dims back to a tuple: the config is a static argument of the jitted update and sampler
+        check_fields(self, ints={"num_train_timesteps": 1, "num_inference_steps": 1, "batch_size": 1, "warmup_steps": 0},
+                     choices={"beta_schedule": BETA_SCHEDULES, "lr_schedule": LR_SCHEDULES},
+                     positive=("learning_rate", "adam_eps", "ema_power", "ema_inv_gamma"), non_negative=("weight_decay",),
+                     unit=("adam_b1", "adam_b2"), bools=("cond_predict_scale", "clip_sample", "set_alpha_to_one"))
         if self.num_inference_steps > self.num_train_timesteps:
             raise ValueError(
                 f"DiffusionConfig.num_inference_steps={self.num_inference_steps} must be <= "
                 f"num_train_timesteps={self.num_train_timesteps}"
             )
-        check_choice(owner, "beta_schedule", self.beta_schedule, BETA_SCHEDULES)
         if not 0.0 < self.beta_start < self.beta_end < 1.0:
             raise ValueError(
                 f"DiffusionConfig.beta_start, beta_end must satisfy 0 < beta_start < beta_end < 1, "
                 f"got {self.beta_start!r}, {self.beta_end!r}"
             )
-        check_choice(owner, "lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        for name in ("learning_rate", "adam_eps", "ema_power", "ema_inv_gamma"):
-            check_positive(owner, name, getattr(self, name))
-        check_non_negative(owner, "weight_decay", self.weight_decay)
-        for name in ("adam_b1", "adam_b2"):
-            check_unit_interval(owner, name, getattr(self, name))
-        if not (_is_number(self.ema_min_decay) and _is_number(self.ema_max_decay)
+        if not (is_number(self.ema_min_decay) and is_number(self.ema_max_decay)
                 and 0.0 <= self.ema_min_decay <= self.ema_max_decay < 1.0):
             raise ValueError(
-                f"DiffusionConfig.ema_min_decay, ema_max_decay must satisfy 0 <= min <= max < 1, "
+                f"{owner}.ema_min_decay, ema_max_decay must satisfy 0 <= min <= max < 1, "
                 f"got {self.ema_min_decay!r}, {self.ema_max_decay!r}"
             )
-        for name in ("cond_predict_scale", "clip_sample", "set_alpha_to_one"):
-            check_bool(owner, name, getattr(self, name))
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -13,6 +13,7 @@ import math
 from typing import Optional
 
 from agents.common.networks import ACTIVATION_NAMES
+from envs.checks import check_fields, check_int, check_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,35 +95,19 @@ class DroQConfig:
     def __post_init__(self):
         # Accept lists (e.g. from YAML) but store a tuple so the config stays hashable,
         # which jit needs because the config is a static field of the agent state.
-        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
-        if not self.hidden_dims or not all(
-            isinstance(w, int) and w > 0 for w in self.hidden_dims
-        ):
-            raise ValueError(
-                f"DroQConfig.hidden_dims must be a non-empty sequence of positive ints, "
-                f"got {self.hidden_dims!r}"
-            )
-        _check_int("num_qs", self.num_qs, minimum=1)
+        check_fields(self, dims=("hidden_dims",), choices={"activation": ACTIVATION_NAMES},
+                     ints={"num_qs": 1, "batch_size": 1, "update_interval": 1, "num_updates_per_call": 1,
+                           "warmup_steps": 0, "buffer_size": 1},
+                     positive=("actor_lr", "critic_lr", "temp_lr", "adam_eps", "init_temperature"),
+                     non_negative=("actor_prior_weight",), unit=("critic_dropout_rate", "adam_b1", "adam_b2"))
         if self.num_min_qs is not None:
-            _check_int("num_min_qs", self.num_min_qs, minimum=1)
+            check_int("DroQConfig", "num_min_qs", self.num_min_qs, minimum=1)
             if self.num_min_qs > self.num_qs:
                 raise ValueError(
                     f"DroQConfig.num_min_qs must be <= num_qs={self.num_qs}, got {self.num_min_qs}"
                 )
-        if self.activation not in ACTIVATION_NAMES:
-            raise ValueError(
-                f"DroQConfig.activation must be one of {ACTIVATION_NAMES}, got {self.activation!r}"
-            )
-        _check_range("critic_dropout_rate", self.critic_dropout_rate, 0.0, 1.0, high_open=True)
-        _check_range("discount", self.discount, 0.0, 1.0, low_open=True)
-        _check_range("tau", self.tau, 0.0, 1.0, low_open=True)
-        for name in ("actor_lr", "critic_lr", "temp_lr", "adam_eps", "init_temperature"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"DroQConfig.{name} must be a finite number > 0, got {value!r}")
-        _check_range("actor_prior_weight", self.actor_prior_weight, 0.0, math.inf, high_open=True)
-        _check_range("adam_b1", self.adam_b1, 0.0, 1.0, high_open=True)
-        _check_range("adam_b2", self.adam_b2, 0.0, 1.0, high_open=True)
+        for name in ("discount", "tau"):
+            check_range("DroQConfig", name, getattr(self, name), 0.0, 1.0, low_open=True)
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):
             raise ValueError(
                 f"DroQConfig.target_entropy must be finite or None, got {self.target_entropy!r}"
@@ -132,34 +117,12 @@ class DroQConfig:
                 f"DroQConfig.log_std_min must be < log_std_max, got "
                 f"{self.log_std_min!r} >= {self.log_std_max!r}"
             )
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("update_interval", self.update_interval, minimum=1)
-        _check_int("num_updates_per_call", self.num_updates_per_call, minimum=1)
-        _check_int("warmup_steps", self.warmup_steps, minimum=0)
-        _check_int("buffer_size", self.buffer_size, minimum=1)
 
     def resolved_target_entropy(self, action_dim: int) -> float:
         """`target_entropy`, or -action_dim / 2 when it is None (robopianist-rl)."""
         if self.target_entropy is not None:
             return float(self.target_entropy)
         return -0.5 * action_dim
-
-
-def _check_int(name: str, value, minimum: int, owner: str = "DroQConfig") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_range(
-    name: str, value, low: float, high: float, low_open: bool = False, high_open: bool = False,
-    owner: str = "DroQConfig",
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low)
-    ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{owner}.{name} must be in {interval}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,10 +158,8 @@ class ResidualLearning:
     prior_weight: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_range("warmup_noise", self.warmup_noise, 0.0, 1.0, owner="ResidualLearning")
-        _check_int("critic_burn_in", self.critic_burn_in, 0, owner="ResidualLearning")
-        _check_range("init_temperature", self.init_temperature, 0.0, math.inf, low_open=True, owner="ResidualLearning")
-        _check_range("prior_weight", self.prior_weight, 0.0, math.inf, owner="ResidualLearning")
+        check_fields(self, unit_closed=("warmup_noise",), ints={"critic_burn_in": 0}, positive=("init_temperature",),
+                     non_negative=("prior_weight",))
 
     def agent_config(self, config: DroQConfig) -> DroQConfig:
         """`config` with this residual agent's temperature and actor prior."""

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.config import PolicyConfig, check_choice, check_int, check_positive
-from agents.diffusion.config import DiffusionConfig
+from agents.common.config import check_fields
+from agents.diffusion.config import DiffusionConfig, UNetPolicyConfig
 
 TIME_SAMPLINGS = ("uniform", "beta")
 
 
 @dataclasses.dataclass(frozen=True)
-class FlowMatchingConfig(PolicyConfig):
+class FlowMatchingConfig(UNetPolicyConfig):
     """Hyperparameters of the flow-matching U-Net policy.
 
     Attributes:
@@ -39,14 +39,6 @@ class FlowMatchingConfig(PolicyConfig):
       batch_size: RP1M Table 8: 128.
     """
 
-    obs_horizon: int = 2
-    pred_horizon: int = 4
-    action_horizon: int = 1
-    down_dims: tuple[int, ...] = (256, 512, 1024)
-    kernel_size: int = 5
-    n_groups: int = 8
-    diffusion_step_embed_dim: int = 256
-    cond_predict_scale: bool = True
     num_inference_steps: int = 10
     time_scale: float = 100.0
     time_sampling: str = "uniform"
@@ -63,13 +55,10 @@ class FlowMatchingConfig(PolicyConfig):
     ema_max_decay: float = 0.9999
     batch_size: int = 128
 
-    chunk_starts_at_first_obs = True  # as RP1M's Diffusion Policy (diffusion_policy's convention)
-
     def __post_init__(self):
         owner = "FlowMatchingConfig"
-        check_int(owner, "num_inference_steps", self.num_inference_steps, minimum=1)
-        check_positive(owner, "time_scale", self.time_scale)
-        check_choice(owner, "time_sampling", self.time_sampling, TIME_SAMPLINGS)
+        check_fields(self, ints={"num_inference_steps": 1}, positive=("time_scale",),
+                     choices={"time_sampling": TIME_SAMPLINGS})
         # The shared fields are checked by the Diffusion Policy's own rules (U-Net sizes, optimizer, EMA).
         shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(DiffusionConfig)
                   if hasattr(self, f.name) and f.name != "num_inference_steps"}

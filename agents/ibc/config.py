@@ -13,16 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.config import (
-    PolicyConfig,
-    check_bool,
-    check_dims,
-    check_int,
-    check_network_and_adam,
-    check_non_negative,
-    check_positive,
-    check_unit_interval,
-)
+from agents.common.config import PolicyConfig, check_fields, check_network_and_adam
 
 PAPER_TRAINING_STEPS = 1_000_000  # RP1M Table 6 "Training Steps 1M"
 
@@ -100,17 +91,12 @@ class IBCConfig(PolicyConfig):
     chunk_starts_at_first_obs = True  # window from the first observed step (diffusion_policy)
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden_dims", check_dims("IBCConfig", "hidden_dims", self.hidden_dims))
-        check_unit_interval("IBCConfig", "dropout_rate", self.dropout_rate)
-        for name in ("num_counter_examples", "inference_samples", "inference_iterations", "batch_size"):
-            check_int("IBCConfig", name, getattr(self, name), minimum=1)
-        check_int("IBCConfig", "lr_warmup_steps", self.lr_warmup_steps, minimum=0)
-        check_non_negative("IBCConfig", "noise_std", self.noise_std)
-        check_unit_interval("IBCConfig", "noise_shrink", self.noise_shrink, closed_high=True)
-        check_positive("IBCConfig", "temperature", self.temperature)
-        check_non_negative("IBCConfig", "weight_decay", self.weight_decay)
+        check_fields(self, dims=("hidden_dims",), unit=("dropout_rate",), unit_closed=("noise_shrink",),
+                     ints={**dict.fromkeys(("num_counter_examples", "inference_samples", "inference_iterations",
+                                            "batch_size"), 1), "lr_warmup_steps": 0},
+                     non_negative=("noise_std", "weight_decay"), positive=("temperature",),
+                     bools=("score_pred_horizon",))
         check_network_and_adam("IBCConfig", self)
-        check_bool("IBCConfig", "score_pred_horizon", self.score_pred_horizon)
         self.check_horizons()  # the chunk starts at the first observed step
 
     def scored_steps(self) -> tuple[int, int]:

@@ -13,16 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.config import (
-    PolicyConfig,
-    check_bool,
-    check_choice,
-    check_dims,
-    check_int,
-    check_non_negative,
-    check_positive,
-    check_unit_interval,
-)
+from agents.common.config import PolicyConfig, check_fields, check_unet
 
 GOAL_ENCODINGS = ("sdf", "binary")
 LOW_LEVELS = ("joints", "residual")
@@ -150,23 +141,21 @@ class PianoMimeConfig(PolicyConfig):
 
     def __post_init__(self):
         owner = "PianoMimeConfig"
-        for name in ("down_dims", "tcn_channels", "sdf_channels"):
-            object.__setattr__(self, name, check_dims(owner, name, getattr(self, name)))
-        check_choice(owner, "stages", self.stages, (1, 2))
-        check_choice(owner, "goal_encoding", self.goal_encoding, GOAL_ENCODINGS)
-        check_choice(owner, "low_level", self.low_level, LOW_LEVELS)
-        check_choice(owner, "generator", self.generator, GENERATORS)
-        check_choice(owner, "sampler", self.sampler, SAMPLERS)
+        check_fields(self, dims=("tcn_channels", "sdf_channels"),
+                     choices={"stages": (1, 2), "goal_encoding": GOAL_ENCODINGS, "low_level": LOW_LEVELS,
+                              "generator": GENERATORS, "sampler": SAMPLERS})
         if self.stages == 1 and self.low_level == "residual":
             raise ValueError("PianoMimeConfig: low_level='residual' needs stages=2 (the IK of predicted fingertips)")
         self.check_horizons()
-        for name in ("ik_iterations", "high_goal_steps", "low_goal_steps", "kernel_size", "n_groups",
-                     "tcn_kernel_size", "num_train_timesteps", "high_inference_steps", "low_inference_steps",
-                     "batch_size", "bet_bins", "bet_heads", "bet_layers", "bet_embed_dim", "sdf_kernel_size",
-                     "sdf_stride", "sdf_latent_dim", "sdf_epochs"):
-            check_int(owner, name, getattr(self, name), minimum=1)
-        for name in ("warmup_steps", "sdf_max_steps"):
-            check_int(owner, name, getattr(self, name), minimum=0)
+        check_unet(self)
+        check_fields(self, ints={**dict.fromkeys(
+            ("ik_iterations", "high_goal_steps", "low_goal_steps", "tcn_kernel_size", "num_train_timesteps",
+             "high_inference_steps", "low_inference_steps", "batch_size", "bet_bins", "bet_heads", "bet_layers",
+             "bet_embed_dim", "sdf_kernel_size", "sdf_stride", "sdf_latent_dim", "sdf_epochs"), 1),
+            "warmup_steps": 0, "sdf_max_steps": 0},
+            positive=("learning_rate", "bet_learning_rate", "ema_power", "ema_inv_gamma", "snap_radius", "snap_height"),
+            non_negative=("residual_scale", "fingertip_noise_std", "bet_focal_gamma", "bet_offset_weight"),
+            unit=("weight_decay",), bools=("snap_to_key_midline", "clip_sample"))
         for name in ("high_goal_steps", "low_goal_steps"):
             if getattr(self, name) > 11:
                 raise ValueError(f"{owner}.{name}={getattr(self, name)}: the observation holds 11 goal steps")
@@ -177,30 +166,10 @@ class PianoMimeConfig(PolicyConfig):
             if getattr(self, name) > self.num_train_timesteps:
                 raise ValueError(f"{owner}.{name}={getattr(self, name)} exceeds num_train_timesteps="
                                  f"{self.num_train_timesteps}")
-        factor = 2 ** (len(self.down_dims) - 1)
-        if self.pred_horizon % factor:
-            raise ValueError(f"{owner}.pred_horizon={self.pred_horizon} must be divisible by 2 ** (len(down_dims) - 1)"
-                             f" = {factor} (the U-Net halves it per level)")
-        bad = [d for d in self.down_dims if d % self.n_groups]
-        if bad:
-            raise ValueError(f"{owner}.n_groups={self.n_groups} must divide every down_dims entry, not {bad}")
-        if self.kernel_size % 2 == 0 or self.tcn_kernel_size % 2 == 0:
-            raise ValueError(f"{owner}: kernel_size={self.kernel_size} and tcn_kernel_size="
-                             f"{self.tcn_kernel_size} must be odd ('same' padding)")
-        if self.diffusion_step_embed_dim % 2 or self.diffusion_step_embed_dim < 4:
-            raise ValueError(f"{owner}.diffusion_step_embed_dim must be even and >= 4, got "
-                             f"{self.diffusion_step_embed_dim}")
+        if self.tcn_kernel_size % 2 == 0:
+            raise ValueError(f"{owner}.tcn_kernel_size must be odd ('same' padding), got {self.tcn_kernel_size}")
         if self.bet_embed_dim % self.bet_heads:
             raise ValueError(f"{owner}.bet_heads={self.bet_heads} must divide bet_embed_dim={self.bet_embed_dim}")
-        for name in ("learning_rate", "bet_learning_rate", "ema_power", "ema_inv_gamma", "snap_radius",
-                     "snap_height"):
-            check_positive(owner, name, getattr(self, name))
-        for name in ("residual_scale", "fingertip_noise_std", "weight_decay", "bet_focal_gamma",
-                     "bet_offset_weight"):
-            check_non_negative(owner, name, getattr(self, name))
-        check_unit_interval(owner, "weight_decay", self.weight_decay)
-        check_bool(owner, "snap_to_key_midline", self.snap_to_key_midline)
-        check_bool(owner, "clip_sample", self.clip_sample)
         if not isinstance(self.sdf_dir, str):
             raise ValueError(f"{owner}.sdf_dir must be a path string, got {self.sdf_dir!r}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.common.config import check_dims, check_int, check_positive
+from agents.common.config import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +50,7 @@ class SDFConfig:
     max_distance: float = 0.3
 
     def __post_init__(self):
-        owner = "SDFConfig"
-        object.__setattr__(self, "conv_channels", check_dims(owner, "conv_channels", self.conv_channels))
-        object.__setattr__(self, "decoder_hidden", check_dims(owner, "decoder_hidden", self.decoder_hidden))
-        for name in ("kernel_size", "conv_stride", "latent_dim", "epochs", "batch_size", "queries_per_goal"):
-            check_int(owner, name, getattr(self, name), minimum=1)
-        check_int(owner, "pe_frequencies", self.pe_frequencies, minimum=0)
-        check_int(owner, "max_steps", self.max_steps, minimum=0)
-        for name in ("learning_rate", "query_margin", "query_height", "max_distance"):
-            check_positive(owner, name, getattr(self, name))
+        check_fields(self, dims=("conv_channels", "decoder_hidden"),
+                     ints={**dict.fromkeys(("kernel_size", "conv_stride", "latent_dim", "epochs", "batch_size",
+                                            "queries_per_goal"), 1), "pe_frequencies": 0, "max_steps": 0},
+                     positive=("learning_rate", "query_margin", "query_height", "max_distance"))

@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 
+from envs.checks import check_fields, check_range
+
 
 @dataclass(frozen=True)
 class MPCConfig:
@@ -68,25 +70,13 @@ class MPCConfig:
     robust_noise: float = 0.0125
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "n_iterations", "n_knots", "reach_lead"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"MPCConfig.{name}={value!r}: must be an integer >= 1")
-        for name in ("n_samples", "robust_samples"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"MPCConfig.{name}={value!r}: must be an integer >= 0")
-        if not 0.0 <= self.robust_noise <= 1.0:
-            raise ValueError(f"MPCConfig.robust_noise={self.robust_noise}: must be in [0, 1]")
+        check_fields(self, ints={"horizon": 1, "n_iterations": 1, "n_knots": 1, "reach_lead": 1, "n_samples": 0,
+                                 "robust_samples": 0},
+                     unit_closed=("robust_noise",), non_negative=("f1_weight", "depth_weight", "wrong_weight", "reach_weight"))
+        check_range("MPCConfig", "noise", self.noise, 0.0, 2.0)  # a fraction of the half range
+        check_range("MPCConfig", "iteration_noise_decay", self.iteration_noise_decay, 0.0, 1.0, low_open=True)
         if self.n_knots > self.horizon:
             raise ValueError(f"MPCConfig.n_knots={self.n_knots}: must be <= horizon ({self.horizon})")
-        if not 0.0 <= self.noise <= 2.0:
-            raise ValueError(f"MPCConfig.noise={self.noise}: must be in [0, 2] (fraction of the half range)")
-        if not 0.0 < self.iteration_noise_decay <= 1.0:
-            raise ValueError(f"MPCConfig.iteration_noise_decay={self.iteration_noise_decay}: must be in (0, 1]")
-        for name in ("f1_weight", "depth_weight", "wrong_weight", "reach_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"MPCConfig.{name}={getattr(self, name)}: must be >= 0")
         shifts = tuple(self.time_shifts)
         if any(not isinstance(s, int) or isinstance(s, bool) for s in shifts):
             raise ValueError(f"MPCConfig.time_shifts={self.time_shifts!r}: must be integers")

@@ -45,7 +45,7 @@ def test_defaults_are_rp1m_table_4():
     [
         ("discount", 1.5, r"discount must be in \(0.0, 1.0\], got 1.5"),
         ("tau", 0.0, r"tau must be in \(0.0, 1.0\], got 0.0"),
-        ("critic_dropout_rate", 1.0, r"critic_dropout_rate must be in \[0.0, 1.0\), got 1.0"),
+        ("critic_dropout_rate", 1.0, r"critic_dropout_rate must be in \[0, 1\), got 1.0"),
         ("hidden_dims", (256, 0), r"hidden_dims .* got \(256, 0\)"),
         ("num_min_qs", 3, r"num_min_qs must be <= num_qs=2, got 3"),
         ("activation", "gleu", r"activation must be one of .* got 'gleu'"),

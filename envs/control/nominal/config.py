@@ -12,6 +12,7 @@ import numpy as np
 
 from envs.control.fingering import FingeringCosts
 from envs.control.ik import IKConfig
+from envs.checks import check_fields
 from envs.piano.spec import FINGERS_PER_HAND
 
 if TYPE_CHECKING:
@@ -109,14 +110,10 @@ class NominalConfig:
     ik: IKConfig = field(default_factory=IKConfig)
 
     def __post_init__(self) -> None:
-        for name in ("hover_height", "switch_cost", "crossing_cost", "thumb_cost", "room_cost", "white_press_fraction",
-                     "black_press_fraction"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"NominalConfig.{name}={getattr(self, name)}: must be >= 0")
-        for name in ("press_lead_steps", "prepare_steps", "align_tolerance_x", "align_tolerance_y",
-                     "early_release_steps", "early_release_cost", "fingering_hint_cost"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"NominalConfig.{name}={getattr(self, name)}: must be >= 0")
+        check_fields(self, non_negative=("hover_height", "switch_cost", "crossing_cost", "thumb_cost", "room_cost",
+                                         "white_press_fraction", "black_press_fraction", "align_tolerance_x",
+                                         "align_tolerance_y", "early_release_cost", "fingering_hint_cost"),
+                     ints={"press_lead_steps": 0, "prepare_steps": 0, "early_release_steps": 0})
         if len(self.finger_spacing_keys) != FINGERS_PER_HAND or np.any(np.diff(self.finger_spacing_keys) <= 0):
             raise ValueError(
                 f"NominalConfig.finger_spacing_keys={self.finger_spacing_keys}: need {FINGERS_PER_HAND} "

@@ -98,10 +98,11 @@ def test_mpc_config_is_validated_and_round_trips():
     assert MPCConfig.from_dict(config.as_dict()) == config
     assert MPCConfig.from_dict({"time_shifts": [1, -1], "n_iterations": 2}).digest() == config.digest()
     assert MPCConfig().digest() != config.digest()
-    bad = [({"horizon": 0}, "horizon=0"), ({"n_samples": -1}, "n_samples=-1"), ({"n_knots": 11}, "n_knots=11"),
-           ({"noise": 3.0}, "noise=3.0"), ({"iteration_noise_decay": 0.0}, "iteration_noise_decay=0.0"),
-           ({"wrong_weight": -1.0}, "wrong_weight=-1.0"), ({"time_shifts": (1, 1)}, "time_shifts"),
-           ({"horizon": 2.5}, "horizon=2.5")]
+    bad = [({"horizon": 0}, "horizon must be an int >= 1, got 0"), ({"n_samples": -1}, "n_samples .* got -1"),
+           ({"n_knots": 11}, "n_knots=11"), ({"noise": 3.0}, r"noise must be in \[0.0, 2.0\], got 3.0"),
+           ({"iteration_noise_decay": 0.0}, r"iteration_noise_decay must be in \(0.0, 1.0\], got 0.0"),
+           ({"wrong_weight": -1.0}, "wrong_weight .* got -1.0"), ({"time_shifts": (1, 1)}, "time_shifts"),
+           ({"horizon": 2.5}, "horizon .* got 2.5")]
     for fields, message in bad:
         with pytest.raises(ValueError, match=message):
             MPCConfig(**fields)

@@ -251,13 +251,15 @@ def test_controller_as_policy_and_residual(scale_chunk, env):
 
 
 def test_config_validation_names_the_bad_value():
-    with pytest.raises(ValueError, match="hover_height=-0.1"):
+    with pytest.raises(ValueError, match="NominalConfig.hover_height must be a finite number >= 0, got -0.1"):
         NominalConfig(hover_height=-0.1)
     with pytest.raises(ValueError, match="finger_spacing_keys"):
         NominalConfig(finger_spacing_keys=(0.0, 1.0))
 
-    with pytest.raises(ValueError, match="fingering_hint_cost=-1"):
+    with pytest.raises(ValueError, match="fingering_hint_cost .* got -1"):
         NominalConfig(fingering_hint_cost=-1)
+    with pytest.raises(ValueError, match="prepare_steps must be an int >= 0, got 2.5"):
+        NominalConfig(prepare_steps=2.5)
 
 
 def test_config_round_trips_through_json_with_nested_configs():
