@@ -65,7 +65,7 @@ def test_mpc_kind_has_its_own_keys_and_validated_config():
     untracked = MPCSpecialistConfig.from_dict({"rollout_planner": None})
     assert untracked.tracking == untracked.planner and MPCSpecialistConfig.from_dict(untracked.as_dict()) == untracked
     assert MPCSpecialistConfig.from_dict(tracking.as_dict()) == tracking
-    with pytest.raises(ValueError, match="horizon=0"):
+    with pytest.raises(ValueError, match="horizon must be an int >= 1, got 0"):
         CollectConfig(specialist="mpc", mpc={"horizon": 0})
     with pytest.raises(ValueError, match="`mpc` settings need specialist 'mpc', not 'ik'"):
         CollectConfig(specialist="ik", mpc={"horizon": 3})
@@ -152,3 +152,34 @@ def test_mpc_specialist_resumes_an_interrupted_optimisation(tmp_path, chunk):
     assert again["train_seconds_this_run"] == resumed["train_seconds_this_run"]  # reused, not rerun
     with pytest.raises(ValueError, match="mpc config is for the mpc kind"):
         train_specialist(chunk, tmp_path / "ik", kind="ik", mpc_config=mpc)
+
+
+def test_mpc_passes_optimise_around_the_previous_pass_and_resume(tmp_path, chunk):
+    from envs.control.mpc import optimise_trajectory
+
+    one = MPCSpecialistConfig.from_dict(TINY)
+    two = MPCSpecialistConfig.from_dict({**TINY, "passes": 2})
+    assert "passes" not in one.as_dict()  # one pass: the keys of the specialists made before passes existed
+    assert MPCSpecialistConfig.from_dict(two.as_dict()) == two and two.digest() != one.digest()
+    with pytest.raises(ValueError, match="mpc.passes must be an int >= 1, got 0"):
+        MPCSpecialistConfig.from_dict({"passes": 0})
+    first = train_specialist(chunk, tmp_path / "one", kind="mpc", mpc_config=one)
+    asked = []
+
+    def stop_in_the_second_pass():  # pass 0 asks after each of its first 15 steps
+        asked.append(1)
+        return len(asked) == N_STEPS + 5
+
+    with pytest.raises(TrainingStopped, match="step 6"):
+        train_specialist(chunk, tmp_path / "two", kind="mpc", mpc_config=two, should_stop=stop_in_the_second_pass)
+    assert (tmp_path / "two" / "mpc_progress.pass1.npz").exists() and read_manifest(tmp_path / "two") is None
+    second = train_specialist(chunk, tmp_path / "two", kind="mpc", mpc_config=two)
+    assert second["resumed_from_step"] == 6 and second["run_key"] != first["run_key"]
+    passes = second["mpc"]["passes"]
+    assert len(passes) == 2 and passes[0]["mpc_f1"] == first["mpc"]["mpc_f1"]  # pass 0 is the one-pass specialist
+    with np.load(tmp_path / "one" / NOMINAL_FILE) as a, np.load(tmp_path / "two" / NOMINAL_FILE) as b:
+        after_one, after_two = a["actions"], b["actions"]
+    # pass 1 is the planner again, around pass 0's actions, with the next seed
+    again = optimise_trajectory(chunk, EnvConfig(), after_one, two.planner, 1)
+    np.testing.assert_array_equal(after_two, again.actions)
+    assert not np.array_equal(after_one, after_two) and passes[1]["replay_f1"] == pytest.approx(again.replay["f1"])
