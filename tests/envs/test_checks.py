@@ -7,23 +7,17 @@ import pytest
 from envs.checks import check_fields, check_range
 
 
-@dataclasses.dataclass(frozen=True)
-class Example:
-    widths: tuple = (4, 8)
-    heads: tuple = ()
-    steps: int = 1
-    warmup: int = 0
-    rate: float = 0.1
-    decay: float = 0.0
-    dropout: float = 0.0
-    share: float = 1.0
-    flag: bool = True
-    mode: str = "a"
+def _check(self):
+    check_fields(self, dims=("widths",), dims_or_empty=("heads",), ints={"steps": 1, "warmup": 0},
+                 positive=("rate",), non_negative=("decay",), unit=("dropout",), unit_closed=("share",),
+                 bools=("flag",), choices={"mode": ("a", "b")})
 
-    def __post_init__(self):
-        check_fields(self, dims=("widths",), dims_or_empty=("heads",), ints={"steps": 1, "warmup": 0},
-                     positive=("rate",), non_negative=("decay",), unit=("dropout",), unit_closed=("share",),
-                     bools=("flag",), choices={"mode": ("a", "b")})
+
+# A frozen config of one field per rule (name, type, a good default).
+Example = dataclasses.make_dataclass("Example", [
+    ("widths", tuple, (4, 8)), ("heads", tuple, ()), ("steps", int, 1), ("warmup", int, 0), ("rate", float, 0.1),
+    ("decay", float, 0.0), ("dropout", float, 0.0), ("share", float, 1.0), ("flag", bool, True), ("mode", str, "a"),
+], frozen=True, namespace={"__post_init__": _check})
 
 
 def test_check_fields_accepts_good_values_and_stores_dims_as_tuples():
