@@ -80,6 +80,13 @@ class IKConfig:
     max_speed_wrist: float = 6.0  # rad/s
     max_speed_forearm: float = 0.4  # m/s
     solver: str = "daqp"
+    # Least distance (m, world y) the IK keeps between the two forearm bodies (0: no limit). The
+    # forearm geoms touch at 0.1495 m (envs.piano.failure.FOREARM_GAP_M); closer targets jam both
+    # hands (issue 18: the forearms touched in most "jam" misses of a dev chorale, bwv10.7). Dev
+    # set only (benchmarks/nominal_dev.py, first 200 steps of the 11 dev chunks, open-loop ik F1
+    # mean): 0 (no limit) 0.551, 0.155 0.615, 0.17 0.599; bwv10.7 0.453 -> 0.594, dichterliebe
+    # 0.314 -> 0.578, none lower.
+    forearm_gap: float = 0.155
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -97,6 +104,8 @@ class IKConfig:
         for name in ("max_speed_fingers", "max_speed_wrist", "max_speed_forearm"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"IKConfig.{name}={getattr(self, name)}: must be > 0")
+        if self.forearm_gap < 0:
+            raise ValueError(f"IKConfig.forearm_gap={self.forearm_gap}: must be >= 0")
 
     @property
     def dt(self) -> float:
@@ -199,6 +208,30 @@ class HandConfigurationLimit(mink.ConfigurationLimit):
         self.projection_matrix = np.eye(model.nv)[self.indices] if len(self.indices) else None
 
 
+class ForearmGapLimit(mink.Limit):
+    """The right forearm body stays at least `gap` further along +y (the keyboard) than the left one.
+
+    Linearised per QP step as G dq <= h with G = -(J_right - J_left) (the y rows of the
+    bodies' Jacobians) and h = gain * (y_right - y_left - gap); a violated gap is closed at
+    most `max_step` per step (what the forearm speed limit allows both hands), so that
+    the QP stays feasible.
+    """
+
+    def __init__(self, model: mujoco.MjModel, right_body: int, left_body: int, gap: float,
+                 gain: float, max_step: float) -> None:
+        self.model, self.bodies, self.gap, self.gain, self.max_step = model, (right_body, left_body), gap, gain, max_step
+        self._jac = np.zeros((2, 3, model.nv))
+
+    def compute_qp_inequalities(self, configuration: mink.Configuration, dt: float) -> mink.Constraint:
+        data = configuration.data
+        for i, body in enumerate(self.bodies):
+            mujoco.mj_jacBody(self.model, data, self._jac[i], None, body)
+        right, left = self.bodies
+        slack = float(data.xpos[right, 1] - data.xpos[left, 1] - self.gap)
+        G = -(self._jac[0, 1] - self._jac[1, 1])[None, :]
+        return mink.Constraint(G=G, h=np.array([max(self.gain * slack, -self.max_step)]))
+
+
 @dataclass
 class IKStats:
     """Running totals of `HandsIK.solve` calls (for benchmarks)."""
@@ -289,6 +322,12 @@ class HandsIK:
             HandConfigurationLimit(model, self.hand_dofs, gain=cfg.limit_gain),
             mink.VelocityLimit(model, self._speed_limits(joint_names)),
         ]
+        if cfg.forearm_gap > 0:
+            forearms = [next(b for b in hand.mjcf_model.find_all("body") if b.name and b.name.endswith("forearm"))
+                        for hand in hands]
+            ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b.full_identifier) for b in forearms]
+            self.limits.append(ForearmGapLimit(model, ids[0], ids[1], cfg.forearm_gap, gain=cfg.limit_gain,
+                                               max_step=1.8 * cfg.max_speed_forearm * cfg.dt))
         self.stats = IKStats()
 
     # --- setup helpers ------------------------------------------------------------------

@@ -129,3 +129,31 @@ def test_ik_config_validation_names_the_bad_value():
         IKConfig(gain=1.5)
     with pytest.raises(ValueError, match="max_speed_forearm"):
         IKConfig(max_speed_forearm=0.0)
+
+
+def _forearm_gap(ik: HandsIK, env) -> float:
+    data = ik.configuration.data
+    ids = [mujoco.mj_name2id(ik.model, mujoco.mjtObj.mjOBJ_BODY, next(
+        b for b in hand.mjcf_model.find_all("body") if b.name and b.name.endswith("forearm")).full_identifier)
+        for hand in (env.task.right_hand, env.task.left_hand)]
+    return float(data.xpos[ids[0], 1] - data.xpos[ids[1], 1])
+
+
+def test_forearm_gap_keeps_the_hands_apart_when_their_targets_meet(env):
+    """Both hands asked onto neighbouring keys: without the limit the forearms come closer
+    than their geoms allow (they would collide); with it they keep the gap."""
+    env.reset()
+    gaps = {}
+    for gap in (0.0, 0.155):
+        ik = HandsIK(env.physics, env.task, IKConfig(forearm_gap=gap))
+        start = ik.fingertip_positions()
+        middle = start[:, 1].mean()
+        targets = start.copy()
+        targets[:5, 1] += middle + 0.03 - start[:5, 1].mean()  # right hand centred 3 cm right of the middle
+        targets[5:, 1] += middle - 0.03 - start[5:, 1].mean()  # left hand 3 cm left of it
+        for _ in range(40):  # 2 s of control steps: the hands travel the whole way
+            ik.solve(targets)
+        gaps[gap] = _forearm_gap(ik, env)
+    assert gaps[0.0] < 0.12 and gaps[0.155] >= 0.155 - 0.002, gaps
+    with pytest.raises(ValueError, match="forearm_gap=-0.1"):
+        IKConfig(forearm_gap=-0.1)
