@@ -25,7 +25,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import replace
@@ -36,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np
 
-from benchmarks.policy_speed import ACTION_DIM, CONTROL_HZ, OBS_DIM, SINGLE_CORE_XLA_FLAGS
+from benchmarks.policy_speed import ACTION_DIM, CONTROL_HZ, OBS_DIM, run_one_core_worker
 
 
 def speed_worker(steps: list[int], calls: int) -> None:
@@ -70,17 +69,9 @@ def speed_worker(steps: list[int], calls: int) -> None:
 
 
 def speed(steps: list[int], calls: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=SINGLE_CORE_XLA_FLAGS, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, os.path.abspath(__file__), "--speed-worker", "--steps", ",".join(map(str, steps)),
-               "--calls", str(calls)]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"one-core worker failed: {out.stderr.strip()[-2000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    if len(result.pop("affinity")) != 1:
-        raise RuntimeError("one-core worker was not pinned to one CPU (taskset missing?)")
+    result = run_one_core_worker([os.path.abspath(__file__), "--speed-worker", "--steps", ",".join(map(str, steps)),
+                                  "--calls", str(calls)])
+    result.pop("affinity")
     return result
 
 

@@ -135,8 +135,14 @@ def single_core_latency(policy, obs: np.ndarray, calls: int, work: Path) -> dict
     policy_dir = work / policy.name
     save_policy(policy, policy_dir)
     np.save(work / "obs.npy", obs)
+    return run_one_core_worker([os.path.abspath(__file__), "--worker", str(policy_dir), "--calls", str(calls)])
+
+
+def run_one_core_worker(arguments: list[str]) -> dict:
+    """Run `python ARGUMENTS` pinned to CPU 0 with single-threaded XLA; return the JSON document
+    of its last stdout line (it must hold `affinity`, the CPUs it ran on, which must be one)."""
     env = dict(os.environ, XLA_FLAGS=SINGLE_CORE_XLA_FLAGS, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, os.path.abspath(__file__), "--worker", str(policy_dir), "--calls", str(calls)]
+    command = [sys.executable, *arguments]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
