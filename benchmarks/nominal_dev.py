@@ -2,7 +2,8 @@
 
 Dev chunks only (`params.yaml` quality.dev; the holdout is never tuned on). For
 each dev chunk (first `--steps` steps) and each variant (a JSON object of
-`NominalConfig` overrides; an `ik` entry overrides `IKConfig` fields) it plans
+`NominalConfig` overrides; an `ik` / `fingering` entry overrides `IKConfig` /
+`FingeringCosts` fields) it plans
 the IK nominal with its open-loop search (`envs.control.nominal.nominal_trajectory`)
 and prints the search's F1; with `--mpc`, it also optimises that nominal with the
 default `MPCConfig` (seed 0) and prints the MPC's F1 (`alt` in a variant: with the
@@ -35,12 +36,15 @@ import numpy as np
 
 
 def variant_config(overrides: dict):
+    from envs.control.fingering import FingeringCosts
     from envs.control.ik import IKConfig
     from envs.control.nominal import NominalConfig
 
     overrides = {k: v for k, v in overrides.items() if k != "alt"}
     if "ik" in overrides:
         overrides["ik"] = IKConfig(**overrides["ik"])
+    if "fingering" in overrides:
+        overrides["fingering"] = FingeringCosts(**overrides["fingering"])
     return replace(NominalConfig(), **overrides)
 
 

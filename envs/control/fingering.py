@@ -21,7 +21,9 @@ models (Parncutt et al. 1997; Hart et al. 2000), with costs in the unit of
   spacing of the hand;
 - `crossing_cost`: a new note on the wrong side of a finger that still holds
   a key;
-- `thumb_cost`: the reduced Shadow thumb barely reaches a key top.
+- `thumb_cost`: the reduced Shadow thumb barely reaches a key top;
+- `reach_cost` per white key two fingers of a chord (or a new note and a
+  held key) lie beyond what the hand can spread (`reach_keys`, measured).
 
 Which hand plays a note is not decided here: `plan_fingering` takes it from a
 first OT pass (`envs.control.nominal`), whose per-step assignment already splits the
@@ -41,6 +43,7 @@ from envs.piano.spec import FINGERS_PER_HAND
 
 N_HANDS = 2
 _HAND_DIRECTION = np.array([+1.0, -1.0])  # right fingers at increasing y, left at decreasing (envs.control.nominal)
+FINGER_PAIRS = tuple(combinations(range(FINGERS_PER_HAND), 2))  # (thumb, index), (thumb, middle), ... (ring, little)
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,32 @@ class FingeringCosts:
     # The reduced Shadow thumb misses most keys it is given (`envs.control.nominal`
     # thumb_cost): about three late notes.
     thumb_cost: float = 3.0
+    # How far apart (white keys, |u_a - u_b|) two fingers of one hand can press at once, for the
+    # finger pairs of `FINGER_PAIRS`: measured with `HandsIK` (two pressing fingertips a given
+    # number of white keys apart, the others hovering between; reach = the largest distance
+    # solved to within ~5 mm, plus half a key). Issue 18's dev diagnosis: half the presses of
+    # chords spanning 8+ semitones were never let down, the IK could not spread the fingers.
+    reach_keys: tuple = (2.5, 4.5, 5.5, 7.5, 2.5, 3.5, 4.5, 2.5, 3.5, 2.5)
+    # Per white key beyond `reach_keys`, in a chord or against a held key (0: off). Issue 18, dev
+    # open-loop F1 mean (as `NominalConfig.unaligned_weight`): 0 0.615, 1 0.605, 3 0.626.
+    reach_cost: float = 3.0
 
     def __post_init__(self) -> None:
         for name in ("walk_cost", "walk_gap_steps", "release_slack_steps", "shift_cost", "stretch_cost",
-                     "crossing_cost", "thumb_cost"):
+                     "crossing_cost", "thumb_cost", "reach_cost"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"FingeringCosts.{name}={value}: must be a finite number >= 0")
+        if len(self.reach_keys) != len(FINGER_PAIRS) or not all(np.isfinite(r) and r > 0 for r in self.reach_keys):
+            raise ValueError(f"FingeringCosts.reach_keys={self.reach_keys}: need {len(FINGER_PAIRS)} "
+                             "positive numbers, one per finger pair (thumb-index, thumb-middle, ...)")
+
+    def reach_matrix(self) -> np.ndarray:
+        """(5, 5) symmetric reach in white keys (inf on the diagonal)."""
+        reach = np.full((FINGERS_PER_HAND, FINGERS_PER_HAND), np.inf)
+        for (a, b), r in zip(FINGER_PAIRS, self.reach_keys):
+            reach[a, b] = reach[b, a] = r
+        return reach
 
 
 @dataclass(frozen=True)
@@ -133,12 +155,26 @@ def _hand_fingering(notes: list[Note], hand: int, key_y: np.ndarray, fingers: np
         k = min(len(event), len(local))
         return list(combinations(local, k))  # increasing fingers for keys in increasing u
 
+    reach = costs.reach_matrix()
+
+    def beyond_reach(f: int, ua: float, g: int, ub: float) -> float:
+        return costs.reach_cost * max(0.0, abs(ua - ub) - reach[f, g])
+
     def local_cost(event: list[Note], fing: tuple[int, ...]) -> tuple[float, float]:
         """(cost, hand position) of one event's fingering."""
         anchors = np.array([u[n] - spacing[f] for n, f in zip(event, fing)])
         cost = costs.thumb_cost * sum(f == 0 for f in fing)
         cost += costs.stretch_cost * float(np.abs(anchors - anchors.mean()).sum())
+        if costs.reach_cost > 0:
+            cost += sum(beyond_reach(f, u[n], g, u[m]) for (n, f), (m, g) in combinations(zip(event, fing), 2))
         return cost, float(anchors.mean())
+
+    def held_reach(event: list[Note], fing: tuple[int, ...], onset: int, last: dict) -> float:
+        """Reach cost of the event's fingers against keys other fingers still hold at its onset."""
+        if costs.reach_cost <= 0:
+            return 0.0
+        held = [(g, m) for g, m in last.items() if g not in fing and m.off > onset + costs.release_slack_steps]
+        return sum(beyond_reach(f, u[n], g, u[m]) for n, f in zip(event, fing) for g, m in held)
 
     # state: (event index, option index); keep for each state the last note each finger played
     layers = []
@@ -160,6 +196,7 @@ def _hand_fingering(notes: list[Note], hand: int, key_y: np.ndarray, fingers: np
                 last = last_notes[-1][i]
                 for n, f in zip(event, fing):
                     total += _transit_cost(n, f, t, last, u, costs)
+                total += held_reach(event, fing, t, last)
                 if total < cur_best[j]:
                     cur_best[j], cur_back[j] = total, i
             i = cur_back[j]

@@ -69,6 +69,12 @@ class NominalConfig:
     # L-1 is 10). Issue 18, dev as above (with the tolerances): 10 0.523, 15 0.550,
     # 20 0.579 on 10 of the 11 (15: 0.581 on those); 15 kept.
     prepare_steps: int = 15
+    align_steps: int = 2  # ... and was at the step before (the servos lag the IK by about one; 1: dev F1 0.920 -> 0.799, 0.879 -> 0.672 on the first two)
+    # IK weight of a commanded finger not yet over its key (None: `press_weight`), so that a key
+    # the hand cannot reach does not drag its other pressing fingers off theirs. Issue 18, dev
+    # open-loop F1 of the 11 dev chunks' first 200 steps, mean: press weight 0.615, (1, 1, 1)
+    # 0.635, (3, 3, 3) 0.627; with `FingeringCosts.reach_cost` 3: 0.641 (10 of 11 chunks >= 0.615's).
+    unaligned_weight: tuple | None = (1.0, 1.0, 1.0)
     # Natural finger spacing of a hand, in white keys from the index finger
     # (thumb, index, middle, ring, little); outside the pressing fingers the
     # hovering fingers keep it.
@@ -113,7 +119,7 @@ class NominalConfig:
         check_fields(self, non_negative=("hover_height", "switch_cost", "crossing_cost", "thumb_cost", "room_cost",
                                          "white_press_fraction", "black_press_fraction", "align_tolerance_x",
                                          "align_tolerance_y", "early_release_cost", "fingering_hint_cost"),
-                     ints={"press_lead_steps": 0, "prepare_steps": 0, "early_release_steps": 0})
+                     ints={"press_lead_steps": 0, "prepare_steps": 0, "early_release_steps": 0, "align_steps": 1})
         if len(self.finger_spacing_keys) != FINGERS_PER_HAND or np.any(np.diff(self.finger_spacing_keys) <= 0):
             raise ValueError(
                 f"NominalConfig.finger_spacing_keys={self.finger_spacing_keys}: need {FINGERS_PER_HAND} "

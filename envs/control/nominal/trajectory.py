@@ -104,6 +104,7 @@ def ik_along(env: "PianoEnv", plan: FingertipPlan, command: np.ndarray, targets:
     ik.set_posture(ready_posture(ik, first, geometry, config))
     if weights is None:
         weights = np.where(anchored[..., None], np.asarray(config.press_weight), np.asarray(config.hover_weight))
+    weights = np.array(weights, dtype=np.float64)  # changed per step below
     n_steps = len(targets)
     qpos = np.zeros((n_steps, env.physics.model.nq))
     tips = np.zeros((n_steps, N_FINGERTIPS, 3))
@@ -118,12 +119,16 @@ def ik_along(env: "PianoEnv", plan: FingertipPlan, command: np.ndarray, targets:
             now = ik.fingertip_positions()[pressing, :2]
             keys = command[t, pressing]
             away = np.any(np.abs(now - press[keys, :2]) > tolerance, axis=1)
-            # ... and has been for a step: the servos lag the IK by about one.
-            away |= np.any(np.abs(previous[pressing] - press[keys, :2]) > tolerance, axis=1)
+            if config.align_steps > 1:  # ... and has been for a step: the servos lag the IK by about one.
+                away |= np.any(np.abs(previous[pressing] - press[keys, :2]) > tolerance, axis=1)
             if away.any():
                 step_targets = step_targets.copy()
                 step_targets[pressing[away], 2] = geometry.key_tops[keys[away]] + config.hover_height
                 targets[t] = step_targets
+                if config.unaligned_weight is not None:
+                    step_weights = weights[t].copy()
+                    step_weights[pressing[away]] = config.unaligned_weight
+                    weights[t] = step_weights
         previous = ik.fingertip_positions()[:, :2]
         ik.solve(step_targets, weights[t])
         qpos[t] = ik.q

@@ -84,6 +84,40 @@ def test_chords_are_fingered_in_key_order_and_thumbs_avoided():
     assert second == sorted(second) and 0 not in second
 
 
+def test_a_chord_beyond_the_fingers_reach_takes_the_thumb():
+    # Six white keys between the outer notes: index to little reach 4.5 (FingeringCosts.reach_keys),
+    # thumb to little 7.5. Without a reach cost the thumb's cost keeps it out.
+    goal = np.zeros((10, 88), dtype=bool)
+    goal[:, [50, 53, 56]] = True
+    free = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH, FingeringCosts())
+    reach = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH,
+                           FingeringCosts(reach_cost=3.0))
+    assert 0 not in [free[0, k] for k in (50, 53, 56)]
+    assert [reach[0, k] for k in (50, 53, 56)] == [0, 2, 4]
+
+
+def test_a_new_note_beyond_reach_of_a_held_key_changes_finger():
+    # Key 50 held by the index finger (it comes first, alone) while key 56 starts: index to
+    # middle reaches 2.5 white keys, index to little 4.5; neither reaches 6 without the thumb.
+    goal = np.zeros((20, 88), dtype=bool)
+    goal[0:20, 50] = True
+    goal[5:20, 55] = True
+    costs = FingeringCosts(reach_cost=3.0)
+    hint = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH, costs)
+    held, new = int(hint[0, 50]), int(hint[5, 55])
+    assert FingeringCosts().reach_matrix()[held, new] >= 5.0  # a pair that spans five white keys
+    free = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH, FingeringCosts())
+    assert FingeringCosts().reach_matrix()[int(free[0, 50]), int(free[5, 55])] < 5.0
+
+
+def test_reach_keys_need_one_positive_number_per_finger_pair():
+    with pytest.raises(ValueError, match="FingeringCosts.reach_keys"):
+        FingeringCosts(reach_keys=(2.0, 3.0))
+    with pytest.raises(ValueError, match="FingeringCosts.reach_keys"):
+        FingeringCosts(reach_keys=(0.0,) * 10)
+    assert FingeringCosts().reach_matrix()[0, 4] == FingeringCosts().reach_matrix()[4, 0] == 7.5
+
+
 def test_notes_follow_the_hand_of_the_first_pass():
     goal = legato_run([50, 51, 52])
     hint = plan_fingering(goal, first_pass_for(goal, 1), KEY_Y, NO_THUMBS, SPACING, PITCH)
