@@ -86,12 +86,12 @@ def test_chords_are_fingered_in_key_order_and_thumbs_avoided():
 
 def test_a_chord_beyond_the_fingers_reach_takes_the_thumb():
     # Six white keys between the outer notes: index to little reach 4.5 (FingeringCosts.reach_keys),
-    # thumb to little 7.5. Without a reach cost the thumb's cost keeps it out.
+    # thumb to little 7.5. Without a reach cost (the default is 3) the thumb's cost keeps it out.
     goal = np.zeros((10, 88), dtype=bool)
     goal[:, [50, 53, 56]] = True
-    free = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH, FingeringCosts())
-    reach = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH,
-                           FingeringCosts(reach_cost=3.0))
+    free = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH,
+                          FingeringCosts(reach_cost=0.0))
+    reach = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH, FingeringCosts())
     assert 0 not in [free[0, k] for k in (50, 53, 56)]
     assert [reach[0, k] for k in (50, 53, 56)] == [0, 2, 4]
 
@@ -102,11 +102,11 @@ def test_a_new_note_beyond_reach_of_a_held_key_changes_finger():
     goal = np.zeros((20, 88), dtype=bool)
     goal[0:20, 50] = True
     goal[5:20, 55] = True
-    costs = FingeringCosts(reach_cost=3.0)
-    hint = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH, costs)
+    hint = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH, FingeringCosts())
     held, new = int(hint[0, 50]), int(hint[5, 55])
     assert FingeringCosts().reach_matrix()[held, new] >= 5.0  # a pair that spans five white keys
-    free = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH, FingeringCosts())
+    free = plan_fingering(goal, first_pass_for(goal, 0), KEY_Y, ALL_FINGERS, SPACING, PITCH,
+                          FingeringCosts(reach_cost=0.0))
     assert FingeringCosts().reach_matrix()[int(free[0, 50]), int(free[5, 55])] < 5.0
 
 
