@@ -48,7 +48,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -57,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from envs import atomic
 from envs.piano.config import EnvConfig
 from envs.piano.metrics import key_press_metrics
 from envs.piano.spec import N_KEYS
@@ -316,16 +316,6 @@ def _run_batch(policy, batch: Sequence[EvalItem], env_config: EnvConfig, config:
 # ----------------------------------------------------------------------------- records
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def episode_row(result: EpisodeResult, policy_key: str) -> dict:
     return {
         "policy_key": policy_key,
@@ -353,7 +343,7 @@ def save_records(stem: Path, results: Sequence[EpisodeResult], *, key: str, poli
         "pressed_keys": np.packbits(pressed, axis=-1),
     }
     npz_path = stem.with_suffix(".npz")
-    _atomic_write_bytes(npz_path, lambda tmp: _savez(tmp, arrays))
+    atomic.write_with(npz_path, lambda tmp: _savez(tmp, arrays))
     doc = {
         "format": RECORDS_FORMAT,
         "key": key,
@@ -363,7 +353,7 @@ def save_records(stem: Path, results: Sequence[EpisodeResult], *, key: str, poli
         "episodes": [episode_row(r, policy_key) for r in results],
     }
     json_path = stem.with_suffix(".json")
-    _atomic_write_bytes(json_path, lambda tmp: tmp.write_text(json.dumps(doc, indent=1) + "\n"))
+    atomic.write_text(json_path, json.dumps(doc, indent=1) + "\n")
     return json_path
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from envs.piano.spec import FINGERS_PER_HAND
 
 N_HANDS = 2
-_HAND_DIRECTION = np.array([+1.0, -1.0])  # right fingers at increasing y, left at decreasing (envs.control.nominal)
+HAND_DIRECTION = np.array([+1.0, -1.0])  # right fingers at increasing y, left at decreasing (envs.control.nominal)
 FINGER_PAIRS = tuple(combinations(range(FINGERS_PER_HAND), 2))  # (thumb, index), (thumb, middle), ... (ring, little)
 
 
@@ -141,7 +141,7 @@ def _transit_cost(note: Note, finger: int, onset: int, last: dict, u: dict, cost
 def _hand_fingering(notes: list[Note], hand: int, key_y: np.ndarray, fingers: np.ndarray,
                     spacing: np.ndarray, pitch: float, costs: FingeringCosts) -> dict[Note, int]:
     """Viterbi over the onsets of one hand's notes: the finger (0-9) of each note."""
-    direction = _HAND_DIRECTION[hand]
+    direction = HAND_DIRECTION[hand]
     base = hand * FINGERS_PER_HAND
     local = sorted(int(f) - base for f in fingers if base <= f < base + FINGERS_PER_HAND)
     if not local or not notes:

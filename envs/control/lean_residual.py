@@ -20,7 +20,7 @@ import numpy as np
 from dm_env import specs
 
 from envs.control.nominal import NominalController
-from envs.control.residual import NOMINAL_KEY, ResidualConfig, ResidualEnv, _gaussian_tolerance, _nominal_arrays
+from envs.control.residual import NOMINAL_KEY, ResidualConfig, ResidualEnv, gaussian_tolerance, nominal_arrays
 from envs.piano.config import EnvConfig
 from envs.piano.lean import LeanPiano, LeanStep
 from envs.piano.lean_env import lean_piano
@@ -95,7 +95,7 @@ class LeanResidual:
             mimic = np.zeros(len(lanes))
             for j, i in enumerate(lanes):
                 target = self._targets[min(int(before[i]), len(self._targets) - 1)]
-                value = float(np.mean(_gaussian_tolerance(np.linalg.norm(tips[j] - target, axis=-1),
+                value = float(np.mean(gaussian_tolerance(np.linalg.norm(tips[j] - target, axis=-1),
                                                           self.config.mimic_margin)))
                 mimic[j] = self.config.mimic_weight * value
             step.reward_terms["mimic"] = mimic
@@ -111,7 +111,7 @@ def make_lean_residual(chunk: "Chunk", env_config: EnvConfig | None = None,
     env_config = env_config or EnvConfig()
     residual_config = residual_config or ResidualConfig()
     lean = lean_piano(chunk, env_config, n_lanes)
-    actions, targets = _nominal_arrays(chunk, env_config, residual_config.nominal, nominal_file,
+    actions, targets = nominal_arrays(chunk, env_config, residual_config.nominal, nominal_file,
                                        residual_config.nominal_source)
     spec = lean.action_spec()
     controller = NominalController(SimpleNamespace(actions=actions), spec.minimum, spec.maximum)

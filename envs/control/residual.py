@@ -114,7 +114,7 @@ class ResidualConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _gaussian_tolerance(distance: np.ndarray, margin: float) -> np.ndarray:
+def gaussian_tolerance(distance: np.ndarray, margin: float) -> np.ndarray:
     """1 at 0, 0.1 at `margin` (dm_control rewards.tolerance, gaussian sigmoid, bounds (0, 0))."""
     scale = np.sqrt(-2.0 * np.log(0.1))
     return np.exp(-0.5 * (np.asarray(distance) * scale / margin) ** 2)
@@ -154,7 +154,7 @@ class ResidualEnv(dm_env.Environment):
         if self._config.mimic_weight > 0 and self._targets is not None:
             target = self._targets[min(self._t, len(self._targets) - 1)]
             tips = self._env.fingertip_positions()
-            mimic = float(np.mean(_gaussian_tolerance(np.linalg.norm(tips - target, axis=-1),
+            mimic = float(np.mean(gaussian_tolerance(np.linalg.norm(tips - target, axis=-1),
                                                       self._config.mimic_margin)))
             terms = dict(info.get("reward_terms", {}))
             terms["mimic"] = self._config.mimic_weight * mimic
@@ -236,8 +236,8 @@ class ResidualEnv(dm_env.Environment):
         return timestep._replace(observation=obs)
 
 
-def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file,
-                    source: str = "plan", alternatives: bool = False) -> tuple[np.ndarray, ...]:
+def nominal_arrays(chunk, env_config, config: NominalConfig, cache_file=None,
+                   source: str = "plan", alternatives: bool = False) -> tuple[np.ndarray, ...]:
     """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's nominal trajectory,
     and with `alternatives` (A, T, 39): the actions of the open-loop search's other candidates.
 
@@ -272,14 +272,6 @@ def _nominal_arrays(chunk, env_config, config: NominalConfig, cache_file,
     return (actions, targets, others) if alternatives else (actions, targets)
 
 
-def nominal_arrays(chunk, env_config, config: NominalConfig, cache_file=None,
-                   alternatives: bool = False) -> tuple[np.ndarray, ...]:
-    """(actions (T, 39), fingertip targets (T, 10, 3)) of the chunk's IK nominal, read from
-    `cache_file` when it holds this one, else solved (and written there); with
-    `alternatives`, also the (A, T, 39) actions of the search's other candidates."""
-    return _nominal_arrays(chunk, env_config, config, cache_file, alternatives=alternatives)
-
-
 def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | None = None, *,
                       seed: int | None = None, nominal_file=None, lean: bool = False) -> ResidualEnv:
     """The residual task of one chunk; its nominal trajectory is solved once (cached
@@ -292,7 +284,7 @@ def make_residual_env(chunk, env_config=None, residual_config: ResidualConfig | 
         env = make_lean_env(chunk, env_config)
     else:
         env = make_env(chunk, env_config, seed=seed)
-    actions, targets = _nominal_arrays(chunk, env.config, residual_config.nominal, nominal_file,
+    actions, targets = nominal_arrays(chunk, env.config, residual_config.nominal, nominal_file,
                                        residual_config.nominal_source)
     spec = env.action_spec()
     controller = NominalController(SimpleNamespace(actions=actions), spec.minimum, spec.maximum)

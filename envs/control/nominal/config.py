@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 RIGHT, LEFT = 0, 1
 # Right hand fingers 0-4 lie at increasing y (thumb nearest the middle of the
 # keyboard), left hand fingers 5-9 at decreasing y (envs.piano.task finger order).
-_HAND_DIRECTION = np.array([+1.0, -1.0])
+HAND_DIRECTION = np.array([+1.0, -1.0])
 WHITE_KEY_PITCH = 0.0235  # m, white key width + gap (robopianist piano_constants: 0.0225 + 0.001)
 
 
@@ -64,7 +64,7 @@ class NominalConfig:
     # old values) 0.491; 0.015/0.008 0.520; 0.025/0.008 0.523. Most missed notes
     # had never been let down: the stricter gate kept the finger hovering. With the reach-aware
     # fingering and `unaligned_weight` below (mean 0.641 at y 8 mm): y 10 mm 0.658, 12 mm 0.663
-    # (9 of 11 chunks up, none down), 15 mm 0.661, 12 mm with x 35 mm 0.643. The IK keeps pulling
+    # (9 of 11 chunks up, none down), 15 mm 0.661, 12 mm with x 35 mm 0.653. The IK keeps pulling
     # the fingertip to the key's midline while it descends.
     align_tolerance_x: float = 0.025
     align_tolerance_y: float = 0.012

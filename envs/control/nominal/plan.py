@@ -44,7 +44,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from envs.control.fingering import plan_fingering
-from envs.control.nominal.config import _HAND_DIRECTION, WHITE_KEY_PITCH, NominalConfig
+from envs.control.nominal.config import HAND_DIRECTION, WHITE_KEY_PITCH, NominalConfig
 from envs.control.nominal.geometry import FingertipPlan, KeyboardGeometry, hand_of, usable_fingers
 from envs.piano.spec import FINGERS_PER_HAND, N_FINGERTIPS, N_KEYS
 
@@ -72,7 +72,7 @@ def assignment_costs(new_keys: np.ndarray, free: np.ndarray, prev_pos: np.ndarra
     key_y = points[:, 1][:, None]
     for j, finger in enumerate(free):
         hand = hand_of(finger)
-        direction = _HAND_DIRECTION[hand]
+        direction = HAND_DIRECTION[hand]
         # Hands crossing: a key beyond the innermost finger of the other hand
         # (thumbs aside: they hang below the hand, and other fingers pass over them).
         other = np.array([f for f in range(N_FINGERTIPS) if hand_of(f) != hand and f % FINGERS_PER_HAND != 0])
@@ -114,7 +114,7 @@ def _room_penalty(new_keys: np.ndarray, free: np.ndarray, held: dict[int, int], 
     usable = set(int(f) for f in fingers if f % FINGERS_PER_HAND != 0)
     for j, finger in enumerate(free):
         hand = hand_of(finger)
-        direction = _HAND_DIRECTION[hand]
+        direction = HAND_DIRECTION[hand]
         mine = key_y_all[(key_y_all - boundary) * direction > 0]
         base = hand * FINGERS_PER_HAND
         thumb_side = sum(1 for f in usable if base <= f < finger)
@@ -134,7 +134,7 @@ def _hand_layout(fingers: np.ndarray, pressing_y: dict[int, float], prev_y: np.n
     if not pressing_y:
         return {f: float(prev_y[f]) for f in fingers}
     hand = hand_of(int(fingers[0]))
-    direction = _HAND_DIRECTION[hand]
+    direction = HAND_DIRECTION[hand]
     spacing = np.asarray(config.finger_spacing_keys) * WHITE_KEY_PITCH * direction
     base = hand * FINGERS_PER_HAND
     known = sorted(pressing_y)

@@ -32,7 +32,7 @@ import numpy as np
 from envs.control.nominal.config import NominalConfig
 from envs.control.nominal.geometry import FingertipPlan, KeyboardGeometry
 from envs.control.nominal.plan import plan_fingertips
-from envs.control.nominal.timing import _leaving_keys, command_targets, schedule_presses
+from envs.control.nominal.timing import leaving_keys, command_targets, schedule_presses
 from envs.control.nominal.trajectory import NominalTrajectory, ik_along, sustain_goal
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def solve_reference_trajectory(env: "PianoEnv", reference: "ChunkReference", sus
     targets = command_targets(plan, command, geometry, config)
     anchored = command >= 0
     if config.lift_in_place:
-        anchored |= _leaving_keys(command)
+        anchored |= leaving_keys(command)
     weights = np.where(anchored[..., None], np.asarray(config.press_weight), np.asarray(config.hover_weight))
     weights = np.where((~reference.valid & ~anchored)[..., None], LOST_WEIGHT * weights, weights)
     return ik_along(env, plan, command, targets, anchored, sustain, config, geometry, first_targets=plan.targets[0],

@@ -79,13 +79,13 @@ def command_targets(plan: FingertipPlan, command: np.ndarray, geometry: Keyboard
     targets[lifted, 2] = hover_z
     if config.lift_in_place:
         press = geometry.press_targets(config)
-        steps, fingers = np.nonzero(_leaving_keys(command))
+        steps, fingers = np.nonzero(leaving_keys(command))
         targets[steps, fingers, :2] = press[command[steps - 1, fingers], :2]
         targets[steps, fingers, 2] = hover_z
     return targets
 
 
-def _leaving_keys(command: np.ndarray) -> np.ndarray:
+def leaving_keys(command: np.ndarray) -> np.ndarray:
     """(T, 10) bool: the finger was commanded onto a key at t-1 and is not on that key at t."""
     leaving = np.zeros(command.shape, dtype=bool)
     leaving[1:] = (command[:-1] >= 0) & (command[1:] != command[:-1])

@@ -18,7 +18,7 @@ from envs.control.nominal.config import NominalConfig
 from envs.control.nominal.geometry import FingertipPlan, KeyboardGeometry
 from envs.control.nominal.plan import plan_fingertips
 from envs.control.nominal.servo import SlideServo
-from envs.control.nominal.timing import _leaving_keys, command_targets, schedule_presses
+from envs.control.nominal.timing import leaving_keys, command_targets, schedule_presses
 from envs.piano.spec import N_FINGERTIPS
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def solve_trajectory(env: "PianoEnv", sustain: np.ndarray, config: NominalConfig
     targets = command_targets(plan, command, geometry, config)
     anchored = command >= 0
     if config.lift_in_place:
-        anchored |= _leaving_keys(command)
+        anchored |= leaving_keys(command)
     return ik_along(env, plan, command, targets, anchored, sustain, config, geometry)
 
 
