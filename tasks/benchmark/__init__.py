@@ -1,37 +1,6 @@
-"""The policy benchmark of RP1M section 5 (Table 2) as plain functions and Prefect tasks.
-
-Steps (each idempotent, files are the ground truth of what is done):
-
-    plan       pick the training sets (the first N song folders of the
-               collection, sorted by song id, or a listed set), the songs of
-               each evaluation group and their chunks; check that no
-               out-of-distribution song is in a training set
-    train      one policy per (training set, method): a registered policy
-               (`agents.common.policy`) with config overrides, trained for the
-               profile's step budget; saved to `<policies_dir>/<policy_key>/`
-    evaluate   one record per (policy, group): every chunk of the group's
-               songs played in the real env (`tasks.policy_eval`)
-    report     table.md / table.csv (RP1M Table 2: rows group x #training
-               songs, columns methods, F1; P/R in the CSV) and bars.png,
-               recomputed from the saved evaluation episodes (`build_table`)
-
-Caching (run-independent keys, never Prefect's result cache):
-
-- `policy_key` = policy name + its full resolved config + training steps +
-  seed + the training songs' shard manifests (file checksums) + code
-  version; a policy folder whose `policy.json` carries the key is done.
-- `tasks.policy_eval.evaluation_key` = policy key + the exact chunks,
-  lengths and seeds + env config + code version; a record json carrying it is
-  done. Changing one method retrains and re-evaluates only that method.
-
-Modules: `config`, `plan`, `train`, `evaluate`, `report`. Layout::
-
-    <policies_dir>/<policy_key>/            policy.json (+ key, history), params, normalizer
-    <work_dir>/benchmark/chunks/<song_id>/  chunk files of the out-of-distribution songs
-    <reports_dir>/plan.json                 what the table is made of (cells -> records)
-    <reports_dir>/episodes/<policy_key>/<group>.{json,npz}   evaluation episodes
-    <reports_dir>/table.md, table.csv, bars.png
-"""
+"""The policy benchmark of RP1M section 5 (Table 2): `config`, `plan`, `train`, `evaluate`, `report`,
+each idempotent with run-independent keys; steps, caching and layout: tasks/benchmark/README.md.
+Imports: envs, agents, tasks.rlds and tasks.policy_eval; never flows."""
 from prefect import task
 from prefect.cache_policies import NONE
 

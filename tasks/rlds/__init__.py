@@ -1,24 +1,6 @@
-"""RLDS shards: one TFDS folder per song, written atomically, with a manifest.
-
-Layout on disk (one song)::
-
-    <out_dir>/<song_id>/
-        manifest.json                          # written last: present and valid == complete
-        1.1.0/                                 # the TFDS builder dir (`tfds.builder_from_directory`)
-            dataset_info.json
-            features.json
-            pianoset-train.tfrecord-00000      # <= max_episodes_per_shard episodes each
-
-Every song folder has the same dataset name, version and features, so a
-collection reads as one dataset with `tfds.builder_from_directories([...])`.
-A song is built under a hidden staging name and swapped into place whole
-(`envs.atomic`). Step t holds o_t, a_t, the reward after a_t and what a_t did
-(`pressed_keys`, the goal of the step), so P/R/F1 can be recomputed from the
-stored steps. Binary fields are bool (the sparse ones zlib-compressed), the
-finger assignment int8. Modules: `spec` (features), `episode` (an episode and
-its validation), `manifest`, `writer`, `reader` (RLDS datasets and the window
-sampler of policy training). Imports: envs only.
-"""
+"""RLDS shards: one TFDS folder per song, written atomically, with a manifest: `spec`, `episode`,
+`manifest`, `writer`, `reader`. On-disk layout and field meanings: tasks/rlds/README.md.
+Imports: envs and tasks.names."""
 
 from tasks.rlds.episode import Episode, validate_episode
 from tasks.rlds.manifest import (
