@@ -36,11 +36,17 @@ MEASURED = {
         "ik": {"task_s": 12.8, "per_step_s": 0.08914, "profiles": ("smoke", "cpu", "paper")},  # no training
         "droq": {"task_s": 15.0, "per_step_s": 0.5, "profiles": ()},  # assumed, not measured
         "residual": {"task_s": 15.0, "per_step_s": 0.5, "profiles": ()},  # assumed, not measured
+        # mpc: per chunk step, the default MPCConfig's fit on the 8 holdout chunks' first 200 steps
+        # (238.8-310.9 CPU-s, mean 1.32 s/step; benchmarks/reports/specialist_quality_200_reach.md)
+        "mpc": {"task_s": 12.8, "per_step_s": 1.32, "profiles": ("smoke", "cpu", "paper")},  # no training
     },
     "rollout": {
         "ik": {"task_s": 9.755, "per_step_s": 0.01196, "measured": True},
         "droq": {"task_s": 9.755, "per_step_s": 0.01196, "measured": False},  # ik's: a network policy costs more
         "residual": {"task_s": 9.755, "per_step_s": 0.01196, "measured": False},
+        # closed-loop rollouts tracked around the optimised trajectory: 66-104 CPU-s per 2 x 200 steps
+        # on the same holdout run (mean 0.22 s per rollout step)
+        "mpc": {"task_s": 9.755, "per_step_s": 0.22, "measured": True},
     },
     "write": {"task_s": 1.281, "per_step_s": 0.0},
     "bytes_per_step": 930.6,  # TFRecord bytes per stored step (the manifests of the 3 songs' shards)
@@ -119,7 +125,7 @@ def collection_plan(config: CollectConfig, catalog_dir: str | Path | None = "dat
             else:
                 tasks["train"]["run"] += 1
                 entry["train"] += 1
-                train_steps = n_steps if kind == "ik" else profile.total_steps
+                train_steps = n_steps if kind in ("ik", "mpc") else profile.total_steps
                 cpu["train"] += train_cost["task_s"] + train_cost["per_step_s"] * train_steps
             if rolled:
                 tasks["rollout"]["reuse"] += 1

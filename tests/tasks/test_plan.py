@@ -13,6 +13,7 @@ from envs.music.catalog import row_for_song
 from envs.music.chunks import make_chunks
 from envs.music.songs import load_song
 from tasks.collect import CollectConfig, prepare_song, rollout_chunk_step, train_chunk, write_song
+from tasks.names import SPECIALIST_KINDS
 from tasks.plan import MEASURED, collection_plan
 from tasks.rlds import read_manifest
 
@@ -117,3 +118,17 @@ def test_plan_takes_unprepared_songs_from_the_catalog(collection, tmp_path):
     assert b["from"] == "catalog" and b["song_id"] == song.song_id
     assert (b["chunks"], b["steps"]) == (len(make_chunks(song)), sum(c.n_steps for c in make_chunks(song)))
     assert x["status"] == "unloadable" and "too many keys" in x["error"]
+
+
+@pytest.mark.parametrize("kind", SPECIALIST_KINDS)
+def test_every_specialist_kind_is_priced_by_the_shipped_costs(collection, kind, tmp_path):
+    """`pianoset collect --plan --specialist K` works for every kind the collection trains."""
+    _, config = collection
+    config = replace(config, specialist=kind, work_dir=str(tmp_path / "work"))  # nothing done yet
+    plan = collection_plan(config, catalog_dir=None)
+    assert plan["estimate"]["cpu_hours"] > 0 and plan["totals"]["tasks"]["train"]["run"] > 0
+    if kind in ("ik", "mpc"):  # planned over the chunk's own steps, not the budget's training steps
+        cost = MEASURED["train"][kind]
+        steps = [c.n_steps for ref in config.songs[:2] for c in make_chunks(load_song(ref))]
+        expected = sum(cost["task_s"] + cost["per_step_s"] * n for n in steps)
+        assert plan["estimate"]["cpu_s_by_stage"]["train"] == pytest.approx(expected, abs=0.1)
