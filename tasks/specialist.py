@@ -154,7 +154,8 @@ class ResidualSpecialistConfig:
         return cls(ResidualConfig.from_dict({k: v for k, v in payload.items() if k in task_names}), learning)
 
     def digest(self) -> str:
-        blob = json.dumps(self.as_dict(), sort_keys=True, default=list).encode()
+        blob = json.dumps({**self.task.digest_doc(), **dataclasses.asdict(self.learning)}, sort_keys=True,
+                          default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 

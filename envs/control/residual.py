@@ -110,8 +110,11 @@ class ResidualConfig:
         return cls(**payload)
 
     def digest(self) -> str:
-        blob = json.dumps(self.as_dict(), sort_keys=True, default=list).encode()
+        blob = json.dumps(self.digest_doc(), sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+    def digest_doc(self) -> dict:
+        return {**self.as_dict(), "nominal": self.nominal.digest_doc()}
 
 
 def gaussian_tolerance(distance: np.ndarray, margin: float) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs.control.nominal.config import NominalConfig
+from envs.control.nominal.config import SEARCH_VARIANTS, NominalConfig
 from envs.control.nominal.trajectory import NominalTrajectory, solve_trajectory, sustain_goal
 from envs.piano.config import EnvConfig
 
@@ -47,21 +47,6 @@ def chunk_digest(chunk: "Chunk") -> str:
 
 
 # Config overrides the open-loop search also plans with (`NominalConfig.search`).
-# The open-loop F1 of one config swings by up to 0.3 on a chunk with one step
-# of press lead or 5 mm of hover height (a finger catching a key edge), and
-# the best setting differs between chunks. Measured (open-loop F1; default,
-# then the three variants in order): CMajorScaleTwoHands:0 0.868 0.531 0.770
-# 0.764; TwinkleTwinkleRousseau:0 0.870 0.882 0.798 0.807;
-# TwinkleTwinkleLittleStar:0 0.611 0.443 0.680 0.707; NocturneRousseau:0 0.179
-# 0.172 0.191 0.158. Three more (press lead 5; hover 0.035 m with lead 3 or 4)
-# never won and were dropped.
-SEARCH_VARIANTS: tuple[dict, ...] = (
-    {"press_lead_steps": 3},
-    {"fingering_hint_cost": 0.0},  # the step-by-step OT fingering alone
-    {"fingering_hint_cost": 0.0, "press_lead_steps": 3, "hover_height": 0.035},  # and the earlier timing
-)
-
-
 def nominal_trajectory(chunk: "Chunk", env_config: EnvConfig | None = None,
                        config: NominalConfig | None = None) -> NominalTrajectory:
     """`solve_trajectory` for a chunk, cached per (chunk content, env config, nominal config).
