@@ -271,3 +271,20 @@ def test_config_round_trips_through_json_with_nested_configs():
         NominalConfig.from_dict({"lead": 3})
     with pytest.raises(ValueError, match=r"here.fingering: unknown fields \['walk'\]"):
         NominalConfig.from_dict({"fingering": {"walk": 1.0}}, "here")
+
+
+def test_the_search_candidates_are_part_of_every_key_built_on_the_nominal(monkeypatch):
+    """A new search candidate changes the trajectory, so it must change the nominal's digest (the
+    nominal cache) and the residual/ik/mpc configs' digests (run keys); without the search it cannot."""
+    from envs.control.nominal import config as nominal_config
+    from envs.control.residual import ResidualConfig
+    from tasks.specialist import ResidualSpecialistConfig
+
+    before = (NominalConfig().digest(), NominalConfig(search=False).digest(), ResidualConfig().digest(),
+              ResidualSpecialistConfig().digest())
+    monkeypatch.setattr(nominal_config, "SEARCH_VARIANTS", nominal_config.SEARCH_VARIANTS + ({"press_lead_steps": 6},))
+    after = (NominalConfig().digest(), NominalConfig(search=False).digest(), ResidualConfig().digest(),
+             ResidualSpecialistConfig().digest())
+    assert after[1] == before[1]
+    assert after[0] != before[0] and after[2] != before[2] and after[3] != before[3]
+    assert ResidualConfig.from_dict(ResidualConfig().as_dict()) == ResidualConfig()  # the file round trip holds
