@@ -4,6 +4,8 @@ One Prefect flow run over a `BenchmarkConfig` (tasks/benchmark.py):
 
     plan-benchmark (once)      training sets, evaluation groups and chunks; refuses
                                out-of-distribution songs that are in a training set
+    pretrain-goal-sdf (once, with `sdf_sources`)  PianoMime's goal autoencoder on those
+                               songs, for the pianomime methods (a failure fails only them)
     train-policy (per training set x method)
     evaluate-policy (per policy x group, after its training)
     benchmark-report (once)    table.md / table.csv / bars.png from the saved episodes
@@ -36,6 +38,7 @@ from tasks.benchmark import (
     policy_key,
     records_stem,
     report_task,
+    sdf_task,
     train_policy_task,
     write_plan,
 )
@@ -50,11 +53,27 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
     n_evals = len(plan["train_sets"]) * len(config.methods) * len(plan["groups"])
     emit("planned", policies=len(plan["train_sets"]) * len(config.methods), evaluations=n_evals)
 
+    # 0. the goal autoencoder the pianomime methods share (keyed like a policy: reused when there)
+    sdf_dir, sdf_error = None, None
+    if any(config.needs_sdf(m) for m in config.methods):
+        try:
+            sdf = sdf_task.submit(config.sdf_sources, config.policies_dir, catalog_dir=config.catalog_dir,
+                                  max_steps=config.sdf_max_steps, seed=config.seed, workers=config.workers,
+                                  limit=config.sdf_limit).result()
+            sdf_dir = sdf["sdf_dir"]
+            emit("sdf", **{k: v for k, v in sdf.items()})
+        except Exception as exc:  # noqa: BLE001 - only the methods that need it fail
+            sdf_error = f"{type(exc).__name__}: {exc}"
+            logger.warning("goal autoencoder pre-training failed: %s", sdf_error[:300])
+
     # 1. policies: submitted only where no folder carries the key
     policies = []  # (train_set, method, key, future | None)
     for train_set in plan["train_sets"]:
-        for method in config.scaled_methods():
+        for method in config.trained_methods(sdf_dir):
             entry = {"method": method.label, "train_songs": len(train_set)}
+            if sdf_error is not None and config.needs_sdf(method):
+                policies.append({**entry, "status": "failed", "stage": "sdf", "error": sdf_error})
+                continue
             try:
                 key = policy_key(method, [Path(d) for d in train_set], steps=steps, seed=config.seed)
             except Exception as exc:  # noqa: BLE001 - e.g. an unregistered policy or a bad override

@@ -119,6 +119,12 @@ DEFAULTS: dict[str, Any] = {
         "specialists_dir": "datasets/specialists",
         "policies_dir": "datasets/policies",
         "reports_dir": "datasets/reports/benchmark",
+        # PianoMime's goal autoencoder pre-trained on these catalog sources' songs (App. G;
+        # tasks.benchmark.sdf); []: each pianomime method trains it on its training songs.
+        "sdf_sources": [],
+        "sdf_max_steps": 0,
+        "sdf_limit": None,
+        "catalog_dir": "datasets/catalog",
     },
     "dvc": {"remote_name": DEFAULT_REMOTE_NAME, "remote_url": DEFAULT_REMOTE_URL},
     "quality": {"dev": [], "holdout": [], "rollouts": 4, "work_dir": ".cache/specialist_quality",
@@ -278,6 +284,15 @@ def _check_benchmark(check: _Checker, bench: dict[str, Any]) -> None:
             check.fail("benchmark.train_sizes", sizes, "null or a non-empty list of song counts")
         for i, size in enumerate(sizes):
             check.integer(f"benchmark.train_sizes[{i}]", size, minimum=1)
+    if not isinstance(bench["sdf_sources"], list):
+        check.fail("benchmark.sdf_sources", bench["sdf_sources"], "a list of catalog sources (robopianist, "
+                   "music21, MIDI files or folders)")
+    for i, source in enumerate(bench["sdf_sources"]):
+        check.string(f"benchmark.sdf_sources[{i}]", source)
+    check.integer("benchmark.sdf_max_steps", bench["sdf_max_steps"], minimum=0)
+    if bench["sdf_limit"] is not None:
+        check.integer("benchmark.sdf_limit", bench["sdf_limit"], minimum=1)
+    check.string("benchmark.catalog_dir", bench["catalog_dir"])
     check.string("benchmark.profile", bench["profile"])
     check.choice("benchmark.model_scale", bench["model_scale"], ("small", "paper"))
     if bench["steps"] is not None:

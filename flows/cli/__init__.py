@@ -22,7 +22,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 # isort: off
-from flows.cli import music, video, play, collect, reports, registry, export  # noqa: E402,F401 (they register their commands, in this order)
+from flows.cli import music, video, play, collect, reports, registry, export, sdf  # noqa: E402,F401 (they register their commands, in this order)
 # isort: on
 from flows.cli.common import app  # noqa: E402
 

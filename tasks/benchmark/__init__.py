@@ -38,6 +38,7 @@ from tasks.benchmark.report import (
     write_plan,
     write_reports,
 )
+from tasks.benchmark.sdf import pretrain_sdf
 from tasks.benchmark.train import (
     policy_done,
     policy_key,
@@ -51,6 +52,7 @@ plan_task = task(plan_benchmark, name="plan-benchmark", cache_policy=NONE)
 train_policy_task = task(train_policy, name="train-policy", cache_policy=NONE)
 evaluate_task = task(evaluate_policy_group, name="evaluate-policy", cache_policy=NONE)
 report_task = task(write_reports, name="benchmark-report", cache_policy=NONE)
+sdf_task = task(pretrain_sdf, name="pretrain-goal-sdf", cache_policy=NONE)
 
 __all__ = [
     "BENCHMARK_VERSION",
@@ -75,6 +77,8 @@ __all__ = [
     "group_evaluation_key",
     "plan_benchmark",
     "plan_task",
+    "pretrain_sdf",
+    "sdf_task",
     "policy_done",
     "policy_key",
     "records_stem",

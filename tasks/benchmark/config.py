@@ -156,6 +156,14 @@ class BenchmarkConfig:
       model_scale: "paper" trains each method with its config as given (RP1M
         Tables 5-8 sizes unless overridden); "small" caps the sizes a method's
         config leaves at the paper values (`SMALL_SCALE`) to fit a small machine.
+      sdf_sources: catalog sources ("robopianist", "music21", MIDI files or
+        folders) whose songs' goals pre-train PianoMime's goal autoencoder once
+        (`tasks.benchmark.sdf`, saved under `policies_dir` like a policy), given
+        to every pianomime method with an SDF goal and no `sdf_dir` of its own.
+        Empty: each such method trains it on its training songs' goals.
+      sdf_max_steps: gradient steps of that pre-training (0: SDFConfig's epochs);
+        sdf_limit: at most this many songs per source (None: all).
+      catalog_dir: the catalog whose per-file cache the pre-training reads through.
     """
 
     shards_dir: str = "datasets/shards"
@@ -176,6 +184,10 @@ class BenchmarkConfig:
     reports_dir: str = "datasets/reports/benchmark"
     env: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(EVAL_ENV))
     model_scale: str = "paper"
+    sdf_sources: tuple[str, ...] = ()
+    sdf_max_steps: int = 0
+    sdf_limit: int | None = None
+    catalog_dir: str = "datasets/catalog"
 
     def __post_init__(self) -> None:
         if self.model_scale not in MODEL_SCALES:
@@ -195,6 +207,11 @@ class BenchmarkConfig:
                 raise BenchmarkError(f"benchmark: train_sizes={self.train_sizes!r}, expected integers >= 1")
         if self.workers < 1:
             raise BenchmarkError(f"benchmark: workers={self.workers}, expected >= 1")
+        if isinstance(self.sdf_sources, str) or not all(isinstance(s, str) and s for s in self.sdf_sources):
+            raise BenchmarkError(f"benchmark: sdf_sources={self.sdf_sources!r}, expected a list of catalog sources")
+        for name, value, minimum in (("sdf_max_steps", self.sdf_max_steps, 0), ("sdf_limit", self.sdf_limit, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+                raise BenchmarkError(f"benchmark: {name}={value!r}, expected an integer >= {minimum}")
         self.env_config()  # validates
 
     @property
@@ -215,6 +232,18 @@ class BenchmarkConfig:
         return tuple(dataclasses.replace(m, config={**SMALL_SCALE.get(m.policy, {}), **dict(m.config)})
                      for m in self.methods)
 
+    def needs_sdf(self, method: Method) -> bool:
+        """Whether `method` takes the pre-trained goal autoencoder (`sdf_sources` set, a pianomime
+        method with an SDF goal and no `sdf_dir` of its own)."""
+        config = dict(method.config)
+        return (bool(self.sdf_sources) and method.policy == "pianomime"
+                and config.get("goal_encoding", "sdf") == "sdf" and not config.get("sdf_dir"))
+
+    def trained_methods(self, sdf_dir: str | None = None) -> tuple[Method, ...]:
+        """`scaled_methods`, with `sdf_dir` given to the methods that `needs_sdf`."""
+        return tuple(dataclasses.replace(m, config={**dict(m.config), "sdf_dir": sdf_dir})
+                     if sdf_dir and self.needs_sdf(m) else m for m in self.scaled_methods())
+
     @classmethod
     def from_params(cls, section: Mapping[str, Any], **overrides) -> "BenchmarkConfig":
         """From a validated params.yaml `benchmark:` section (`tasks.params`), CLI overrides on top."""
@@ -233,7 +262,7 @@ class BenchmarkConfig:
             values.pop("methods", None)
         if values.get("eval") is not None:
             kwargs["eval"] = EvalConfig(**values.pop("eval"))
-        for key in ("train_songs", "train_sizes"):
+        for key in ("train_songs", "train_sizes", "sdf_sources"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         known = {f.name for f in dataclasses.fields(cls)}

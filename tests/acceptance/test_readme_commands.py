@@ -76,6 +76,17 @@ def test_catalog_stage_and_songs_command(project):
     assert "Unable to register" not in stderr and "DeprecationWarning" not in stderr
 
 
+def test_sdf_pretraining_command(project):
+    args = ("--source", "robopianist", "--limit", "3", "--max-steps", "20", "--out", "datasets/policies")
+    _, doc, _ = project.pianoset("sdf", *args)
+    assert not doc["reused"] and doc["songs"] == 3 and doc["goals"] > 3
+    assert (project.root / doc["sdf_dir"] / "sdf.json").is_file()
+    _, again, _ = project.pianoset("sdf", *args)
+    assert again["reused"] and again["sdf_dir"] == doc["sdf_dir"]
+    code, _, stderr = project.pianoset("sdf", "--source", "no/such/folder", expect=2)
+    assert "no/such/folder" in stderr
+
+
 def test_chunks_and_evaluate(project):
     _, doc, _ = project.pianoset("chunks", "TwinkleTwinkleRousseau")
     assert doc["title"] and len(doc["chunks"]) >= 1 and doc["chunks"][0]["n_steps"] <= 550

@@ -385,10 +385,10 @@ GENERALISTS = [{"label": "Two-stage Diff", "policy": "pianomime", "config": TINY
                {"label": "Flow Matching", "policy": "flow_matching", "config": TINY_FLOW}]
 
 
-def _generalists_through_the_flow(collection, cli, methods):
+def _generalists_through_the_flow(collection, cli, methods, **benchmark):
     from tasks.policy_eval import recompute_episodes
 
-    _params(collection, [{"label": "BC a", "policy": "bc", "config": SMALL_BC}, *methods])
+    _params(collection, [{"label": "BC a", "policy": "bc", "config": SMALL_BC}, *methods], **benchmark)
     code, summary = cli()
     assert code == 0, [p.get("error") for p in summary["policies"]]
     labels = [m["label"] for m in methods]
@@ -405,11 +405,18 @@ def _generalists_through_the_flow(collection, cli, methods):
 
 def test_pianomime_and_flow_matching_through_the_flow(collection, first_run, cli):
     """PianoMime's Two-stage Diff and Diff-res (goal autoencoder, fingertips, IK residual) and the
-    flow-matching policy train on the same shards and are scored on the same groups as BC."""
-    summary = _generalists_through_the_flow(collection, cli, GENERALISTS)
+    flow-matching policy train on the same shards and are scored on the same groups as BC; both
+    PianoMime methods take the one goal autoencoder pre-trained on `sdf_sources`' songs."""
+    summary = _generalists_through_the_flow(collection, cli, GENERALISTS, sdf_sources=["robopianist"],
+                                            sdf_limit=4, sdf_max_steps=20)
     residual = next(p for p in summary["policies"] if p["method"] == "Two-stage Diff-res")
     meta = json.loads((collection / "policies" / residual["policy_key"] / "policy.json").read_text())
     assert meta["method"]["config"]["low_level"] == "residual" and meta["steps"] == 30
+    sdf_dirs = {json.loads((collection / "policies" / p["policy_key"] / "policy.json").read_text())
+                ["method"]["config"].get("sdf_dir") for p in summary["policies"] if p["method"].startswith("Two-stage")}
+    assert len(sdf_dirs) == 1
+    sdf = json.loads((collection / next(iter(sdf_dirs)) / "sdf.json").read_text())
+    assert sdf["songs"] == 4 and sdf["sources"] == ["robopianist"] and sdf["max_steps"] == 20
 
 
 @pytest.mark.slow
