@@ -13,6 +13,11 @@ submitted at all, so rerunning the same command is the resume: only missing
 or failed work runs. A failure stops only its song: the others go on, and the
 summary lists every song as done, cached or failed (with stage and error).
 
+Songs are submitted in a window of at most `in_flight_limit` chunks (4 per task
+slot): the oldest song in flight is waited for, recorded and dropped before the
+next songs are submitted, so the flow's memory follows the window, not the size
+of the collection.
+
 Runners: `local` runs up to `parallel_chunks` tasks at once in threads of the
 flow process (the heavy work runs in child processes); `ray` submits every
 task to a Ray cluster through prefect-ray's RayTaskRunner, each training task
@@ -69,78 +74,21 @@ def collect_flow(config: CollectConfig) -> dict:
             plans[ref] = future.result()
     emit("planned", songs=len(config.songs), chunks=sum(len(p["chunks"]) for p in plans.values()))
 
-    # 2. chunks: train -> rollout, submitted only where the manifests say it is missing
-    chunk_futures: dict[str, list] = {}
-    for ref, plan in plans.items():
-        song_id = plan["song_id"]
-        entries = []
-        for chunk in plan["chunks"]:
-            chunk_work = str(work / song_id / chunk["chunk_id"])
-            train_future = None
-            if specialist_done(Path(chunk_work), chunk["chunk_id"], config):
-                counts["train"][1] += 1
-            else:
-                counts["train"][0] += 1
-                with _resources(config, num_cpus=1):
-                    train_future = train_chunk_task.submit(chunk["file"], chunk_work, config)
-            rollout_future = None
-            if train_future is None and rollouts_done(Path(chunk_work), chunk["chunk_id"], config):
-                counts["rollout"][1] += 1
-            else:
-                counts["rollout"][0] += 1
-                with _resources(config, num_cpus=config.workers):
-                    rollout_future = rollout_chunk_task.submit(
-                        song_id, chunk["file"], chunk_work, config,
-                        wait_for=[train_future] if train_future is not None else None)
-            entries.append((chunk, train_future, rollout_future))
-        chunk_futures[ref] = entries
-
-    # 3. songs: write shards after all the song's rollouts
-    write_futures = {}
-    for ref, plan in plans.items():
-        chunk_ids = [c["chunk_id"] for c in plan["chunks"]]
-        rollouts = [f for _, _, f in chunk_futures[ref] if f is not None]
-        if not rollouts and song_done(plan["song_id"], chunk_ids, config):
-            counts["write"][1] += 1
-            continue
-        counts["write"][0] += 1
-        chunk_works = [str(work / plan["song_id"] / c) for c in chunk_ids]
-        write_futures[ref] = write_song_task.submit(plan["song_id"], chunk_works, chunk_ids, config,
-                                                    wait_for=rollouts or None)
-
-    # 4. outcome per song, from the futures (a failed stage names itself)
-    pending = [f for entries in chunk_futures.values() for _, t, r in entries for f in (t, r) if f is not None]
-    pending += list(write_futures.values())
-    for ref, plan in plans.items():
-        song_id = plan["song_id"]
-        record = {"ref": ref, "song_id": song_id, "title": plan["title"], "chunks": len(plan["chunks"])}
-        failure = None
-        for chunk, train_future, rollout_future in chunk_futures[ref]:
-            for stage, future in (("train", train_future), ("rollout", rollout_future)):
-                if future is None:
-                    continue
-                wait([future])
-                if failure is None and failed(future) and future.state.name != "NotReady":
-                    failure = {"stage": stage, "chunk_id": chunk["chunk_id"], "error": error_of(future)}
-                elif future.state.is_completed():
-                    executors.append({"stage": stage, "chunk_id": chunk["chunk_id"],
-                                      "executor": future.result().get("executor")})
-            emit("chunk", ref=ref, chunk_id=chunk["chunk_id"])
-        if ref in write_futures:
-            wait([write_futures[ref]])
-            if failure is None and failed(write_futures[ref]):
-                failure = {"stage": "write", "error": error_of(write_futures[ref])}
-        if failure:
-            record.update(status="failed", **failure)
-            logger.warning("%s: failed at %s: %s", ref, failure["stage"], failure["error"][:300])
-        else:
-            ran_anything = ref in write_futures or any(t or r for _, t, r in chunk_futures[ref])
-            record.update(status="done" if ran_anything else "cached",
-                          shards=str(Path(config.shards_dir) / song_id))
-        record_status(config.work_dir, song_id, {**record, "finished": time.time()})
-        songs[ref] = record
-        emit("song", **record)
-    wait(pending)
+    # 2-4. per song, in a bounded window: submit its chunks (train -> rollout, only where the
+    # manifests say it is missing) and its shard writing; then, oldest song first, wait for it,
+    # record its outcome and drop its futures before more songs are submitted.
+    queue = list(plans.items())
+    in_flight: dict[str, tuple[dict, dict]] = {}
+    chunks_in_flight, limit = 0, in_flight_limit(config)
+    while queue or in_flight:
+        while queue and (not in_flight or chunks_in_flight + len(queue[0][1]["chunks"]) <= limit):
+            ref, plan = queue.pop(0)
+            in_flight[ref] = (plan, _submit_song(plan, config, work, counts))
+            chunks_in_flight += len(plan["chunks"])
+        ref = next(iter(in_flight))
+        plan, submitted = in_flight.pop(ref)
+        chunks_in_flight -= len(plan["chunks"])
+        songs[ref] = _resolve_song(ref, plan, submitted, config, executors, logger)
 
     # 5. one serialized registration of everything new
     registered = None
@@ -167,6 +115,87 @@ def collect_flow(config: CollectConfig) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / "last_summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
+
+
+# Chunks submitted at once per task slot (local: `parallel_chunks`); the oldest song is resolved
+# before more are submitted, so the flow holds the futures and task-run states of a window, not of
+# the whole collection (issue 22: about 1.4 GB of flow memory per 1,000 chunks held at once).
+IN_FLIGHT_PER_SLOT = 4
+RAY_IN_FLIGHT = 512  # a cluster's slots are not known ahead
+
+
+def in_flight_limit(config: CollectConfig) -> int:
+    """Most chunks submitted and not yet resolved (a song bigger than this goes alone)."""
+    return RAY_IN_FLIGHT if config.runner == "ray" else IN_FLIGHT_PER_SLOT * config.parallel_chunks
+
+
+def _submit_song(plan: dict, config: CollectConfig, work: Path, counts: dict) -> dict:
+    """Submit what a song still needs: {"chunks": [(chunk, train future, rollout future)],
+    "write": write future or None}; `counts` gets the tasks run and reused."""
+    song_id = plan["song_id"]
+    entries = []
+    for chunk in plan["chunks"]:
+        chunk_work = str(work / song_id / chunk["chunk_id"])
+        train_future = None
+        if specialist_done(Path(chunk_work), chunk["chunk_id"], config):
+            counts["train"][1] += 1
+        else:
+            counts["train"][0] += 1
+            with _resources(config, num_cpus=1):
+                train_future = train_chunk_task.submit(chunk["file"], chunk_work, config)
+        rollout_future = None
+        if train_future is None and rollouts_done(Path(chunk_work), chunk["chunk_id"], config):
+            counts["rollout"][1] += 1
+        else:
+            counts["rollout"][0] += 1
+            with _resources(config, num_cpus=config.workers):
+                rollout_future = rollout_chunk_task.submit(
+                    song_id, chunk["file"], chunk_work, config,
+                    wait_for=[train_future] if train_future is not None else None)
+        entries.append((chunk, train_future, rollout_future))
+    chunk_ids = [c["chunk_id"] for c in plan["chunks"]]
+    rollouts = [f for _, _, f in entries if f is not None]
+    write_future = None
+    if not rollouts and song_done(song_id, chunk_ids, config):
+        counts["write"][1] += 1
+    else:
+        counts["write"][0] += 1
+        chunk_works = [str(work / song_id / c) for c in chunk_ids]
+        write_future = write_song_task.submit(song_id, chunk_works, chunk_ids, config, wait_for=rollouts or None)
+    return {"chunks": entries, "write": write_future}
+
+
+def _resolve_song(ref: str, plan: dict, submitted: dict, config: CollectConfig, executors: list,
+                  logger) -> dict:
+    """Wait for a song's futures and record its outcome (a failed stage names itself)."""
+    song_id = plan["song_id"]
+    record = {"ref": ref, "song_id": song_id, "title": plan["title"], "chunks": len(plan["chunks"])}
+    failure = None
+    for chunk, train_future, rollout_future in submitted["chunks"]:
+        for stage, future in (("train", train_future), ("rollout", rollout_future)):
+            if future is None:
+                continue
+            wait([future])
+            if failure is None and failed(future) and future.state.name != "NotReady":
+                failure = {"stage": stage, "chunk_id": chunk["chunk_id"], "error": error_of(future)}
+            elif future.state.is_completed():
+                executors.append({"stage": stage, "chunk_id": chunk["chunk_id"],
+                                  "executor": future.result().get("executor")})
+        emit("chunk", ref=ref, chunk_id=chunk["chunk_id"])
+    write_future = submitted["write"]
+    if write_future is not None:
+        wait([write_future])
+        if failure is None and failed(write_future):
+            failure = {"stage": "write", "error": error_of(write_future)}
+    if failure:
+        record.update(status="failed", **failure)
+        logger.warning("%s: failed at %s: %s", ref, failure["stage"], failure["error"][:300])
+    else:
+        ran_anything = write_future is not None or any(t or r for _, t, r in submitted["chunks"])
+        record.update(status="done" if ran_anything else "cached", shards=str(Path(config.shards_dir) / song_id))
+    record_status(config.work_dir, song_id, {**record, "finished": time.time()})
+    emit("song", **record)
+    return record
 
 
 def _resources(config: CollectConfig, num_cpus: int):

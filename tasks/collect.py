@@ -44,7 +44,7 @@ from tasks.names import ROLLOUTS_MANIFEST as ROLLOUT_MANIFEST
 from tasks.params import env_config_dict
 from tasks.rollouts import rollout_key
 from tasks.specialist import check_kind, get_profile, run_key
-from tasks.stop import check_stop, die_with_parent
+from tasks.stop import check_stop, child_env
 
 REPO = Path(__file__).resolve().parents[1]
 # Rollouts per specialist for each budget; RP1M section 4.3 uses 500.
@@ -211,7 +211,9 @@ def train_chunk(chunk_file: str, chunk_work: str, config: CollectConfig) -> dict
     cmd = [sys.executable, "-m", "tasks.specialist", str(Path(chunk_file).resolve()), str(work), "--profile", config.profile,
            "--seed", str(config.seed), "--env-config", json.dumps(config.env_config().as_dict()), "--kind", config.specialist,
            "--residual-config", json.dumps(config.residual), "--mpc-config", json.dumps(config.mpc)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, preexec_fn=die_with_parent)
+    # No preexec_fn: the child asks for its parent-death signal itself (tasks.stop.die_with_parent_from_start);
+    # a preexec_fn fork from this worker thread deadlocks against another thread's import.
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=child_env())
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-1500:]
         raise RuntimeError(f"training {chunk_file} failed (exit {proc.returncode}): {tail}")
@@ -271,24 +273,49 @@ def record_status(work_dir: str, song_id: str, record: dict) -> None:
     atomic.write_json(Path(work_dir) / "status" / f"{song_id}.json", record)
 
 
+def chunk_progress(work_dir: str | Path, song_id: str) -> dict:
+    """{chunks, trained, rolled_out} of a song's work folder: its chunk files, and the chunks whose
+    specialist / rollouts manifest is written (of any run's key: status reads no config)."""
+    song_work = Path(work_dir) / song_id
+    chunk_ids = [f"{song_id}-{p.stem.split('-')[-1]}" for p in sorted(song_work.glob("chunk-*.json"))]
+    return {"chunks": len(chunk_ids),
+            "trained": sum((song_work / c / "specialist" / SPECIALIST_MANIFEST).is_file() for c in chunk_ids),
+            "rolled_out": sum((song_work / c / "rollouts" / ROLLOUT_MANIFEST).is_file() for c in chunk_ids)}
+
+
 def collection_status(work_dir: str | Path, shards_dir: str | Path) -> list[dict]:
-    """done / failed / pending per song, from the status records and the shard manifests."""
+    """done / failed / pending per song, from the status records and the shard manifests, and
+    `partial` for a song whose chunks are being (or were, before a kill) worked on: prepared by a
+    run that has not recorded its outcome. Every row has its chunk progress (`chunk_progress`)."""
     from tasks.rlds import ShardError, read_manifest
+
+    def stored(song_id: str) -> tuple[int, int]:
+        try:
+            manifest = read_manifest(Path(shards_dir) / song_id)
+            return manifest.n_episodes, manifest.n_steps
+        except (FileNotFoundError, ShardError):  # absent or incomplete folder
+            return 0, 0
 
     rows = []
     status_dir = Path(work_dir) / "status"
+    recorded = set()
     for path in sorted(status_dir.glob("*.json")) if status_dir.exists() else []:
         rec = json.loads(path.read_text())
-        try:
-            manifest = read_manifest(Path(shards_dir) / rec["song_id"])
-            episodes, steps = manifest.n_episodes, manifest.n_steps
-        except (FileNotFoundError, ShardError):  # absent or incomplete folder
-            episodes, steps = 0, 0
+        recorded.add(rec["song_id"])
+        episodes, steps = stored(rec["song_id"])
         state = rec["status"]
         if state in ("done", "cached") and not episodes:
             state = "pending"  # the record says done but the shards are gone
         rows.append({"ref": rec.get("ref"), "song_id": rec["song_id"], "status": state, "stage": rec.get("stage"),
-                     "error": rec.get("error"), "episodes": episodes, "steps": steps})
+                     "error": rec.get("error"), "episodes": episodes, "steps": steps,
+                     **chunk_progress(work_dir, rec["song_id"])})
+    work = Path(work_dir)
+    for song_work in sorted(work.iterdir()) if work.is_dir() else []:
+        if song_work.name in recorded or not any(song_work.glob("chunk-*.json")):
+            continue
+        episodes, steps = stored(song_work.name)  # its shards may be written before the run records it
+        rows.append({"ref": None, "song_id": song_work.name, "status": "partial", "stage": None, "error": None,
+                     "episodes": episodes, "steps": steps, **chunk_progress(work_dir, song_work.name)})
     return rows
 
 

@@ -355,6 +355,9 @@ def train_specialist(
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m tasks.specialist CHUNK_FILE WORK_DIR --profile smoke` (used by the kill/resume test)."""
+    from tasks.stop import die_with_parent_from_start
+
+    die_with_parent_from_start()  # started by tasks.collect.train_chunk: die with the run
     parser = argparse.ArgumentParser(description="Train one specialist on one chunk file.")
     parser.add_argument("chunk_file", type=Path)
     parser.add_argument("work_dir", type=Path)

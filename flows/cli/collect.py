@@ -125,12 +125,17 @@ def status(
         emit_json({"songs": rows})
         return
     table = Table(title=f"{len(rows)} songs")
-    for col in ("song", "song_id", "status", "episodes", "steps", "failure"):
+    for col in ("song", "song_id", "status", "chunks trained/rolled out", "episodes", "steps", "failure"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["ref"]), r["song_id"], r["status"], str(r["episodes"]), str(r["steps"]),
+        table.add_row(str(r["ref"] or ""), r["song_id"], r["status"], f"{r['trained']}/{r['rolled_out']} of {r['chunks']}",
+                      str(r["episodes"]), str(r["steps"]),
                       f"{r['stage']}: {(r['error'] or '')[:60]}" if r["status"] == "failed" else "")
     out.print(table)
+    states = {s: sum(r["status"] == s for r in rows) for s in ("done", "cached", "partial", "pending", "failed")}
+    out.print(", ".join(f"{n} {s}" for s, n in states.items() if n)
+              + f"; chunks trained {sum(r['trained'] for r in rows)}, rolled out {sum(r['rolled_out'] for r in rows)}"
+              f" of {sum(r['chunks'] for r in rows)}")
 
 
 

@@ -63,6 +63,16 @@ def _run(project):
     return proc.returncode, json.loads(proc.stdout[start:])
 
 
+def _status(project) -> list[dict]:
+    """`pianoset status --json` on the project's folders: its song rows."""
+    root = project[0]
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--work-dir", str(root / "work"),
+                           "--shards-dir", str(root / "shards"), "--json"], cwd=root, env=_env(project),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout[proc.stdout.find("{"):])["songs"]
+
+
 def _session_processes(sid: int) -> list[psutil.Process]:
     out = []
     for proc in psutil.process_iter():
@@ -129,6 +139,11 @@ def test_sigterm_during_training_stops_cleanly_then_resume_completes(project):
     assert all(m["steps"] == 240 for m in done) and len(done) < 2
     assert any(root.glob("work/*/*/specialist/checkpoints/step_*/COMMITTED.json"))
     assert all(not is_complete(d) for d in _song_dirs(project))
+    # `pianoset status` after the stop: the two good songs are partial, with their chunk progress.
+    rows = _status(project)
+    assert sorted(r["status"] for r in rows) == ["partial", "partial"]
+    assert sum(r["trained"] for r in rows) == len(done) and all(r["chunks"] >= 1 for r in rows)
+    assert all(r["rolled_out"] <= r["trained"] <= r["chunks"] for r in rows)
 
     code, summary = _run(project)
     assert code == 3  # partial: the broken song failed, the others are done
@@ -144,6 +159,11 @@ def test_sigterm_during_training_stops_cleanly_then_resume_completes(project):
     assert len(_song_dirs(project)) == 2
     for song_dir in _song_dirs(project):
         _assert_exact_episodes(song_dir)
+    rows = {r["song_id"]: r for r in _status(project)}
+    for song_dir in _song_dirs(project):
+        row = rows[song_dir.name]
+        assert row["status"] == "done" and row["trained"] == row["rolled_out"] == row["chunks"] >= 1
+        assert row["episodes"] == N_ROLLOUTS * row["chunks"]
 
 
 def test_second_run_executes_nothing(project):
