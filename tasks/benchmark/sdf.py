@@ -14,7 +14,6 @@ folder, which is then reused.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
