@@ -29,6 +29,7 @@ ephemeral one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -77,13 +78,19 @@ def collect_flow(config: CollectConfig) -> dict:
     # 2-4. per song, in a bounded window: submit its chunks (train -> rollout, only where the
     # manifests say it is missing) and its shard writing; then, oldest song first, wait for it,
     # record its outcome and drop its futures before more songs are submitted.
+    # The tasks get the config without the song list (one ref stays: the field may not be empty).
+    # Prefect links every object inside a task's result to that task run and looks up each object
+    # in a later task's parameters by id; the preparation results hold the song refs themselves,
+    # so the whole list in every task's parameters gave each task run one input link per song
+    # (issue 22: 317k TaskRunResult objects and 1 GB of flow memory at 400 songs).
+    task_config = dataclasses.replace(config, songs=config.songs[:1])
     queue = list(plans.items())
     in_flight: dict[str, tuple[dict, dict]] = {}
     chunks_in_flight, limit = 0, in_flight_limit(config)
     while queue or in_flight:
         while queue and (not in_flight or chunks_in_flight + len(queue[0][1]["chunks"]) <= limit):
             ref, plan = queue.pop(0)
-            in_flight[ref] = (plan, _submit_song(plan, config, work, counts))
+            in_flight[ref] = (plan, _submit_song(plan, task_config, work, counts))
             chunks_in_flight += len(plan["chunks"])
         ref = next(iter(in_flight))
         plan, submitted = in_flight.pop(ref)
