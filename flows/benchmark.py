@@ -61,7 +61,7 @@ def benchmark_flow(config: BenchmarkConfig) -> dict:
                                   max_steps=config.sdf_max_steps, seed=config.seed, workers=config.workers,
                                   limit=config.sdf_limit).result()
             sdf_dir = sdf["sdf_dir"]
-            emit("sdf", **{k: v for k, v in sdf.items()})
+            emit("sdf", **sdf)
         except Exception as exc:  # noqa: BLE001 - only the methods that need it fail
             sdf_error = f"{type(exc).__name__}: {exc}"
             logger.warning("goal autoencoder pre-training failed: %s", sdf_error[:300])

@@ -125,8 +125,8 @@ def collect_flow(config: CollectConfig) -> dict:
 
 
 # Chunks submitted at once per task slot (local: `parallel_chunks`); the oldest song is resolved
-# before more are submitted, so the flow holds the futures and task-run states of a window, not of
-# the whole collection (issue 22: about 1.4 GB of flow memory per 1,000 chunks held at once).
+# before more are submitted, so the flow holds the futures of a window, not of the whole collection
+# (issue 22, benchmarks/reports/many_song_run.md).
 IN_FLIGHT_PER_SLOT = 4
 RAY_IN_FLIGHT = 512  # a cluster's slots are not known ahead
 
