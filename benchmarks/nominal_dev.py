@@ -7,7 +7,9 @@ each dev chunk (first `--steps` steps) and each variant (a JSON object of
 the IK nominal with its open-loop search (`envs.control.nominal.nominal_trajectory`)
 and prints the search's F1; with `--mpc`, it also optimises that nominal with the
 default `MPCConfig` (seed 0) and prints the MPC's F1 (`alt` in a variant: with the
-search's other candidates as alternatives). Results are appended per (chunk,
+search's other candidates as alternatives; `alts`, a list of override objects: with the
+nominals of those configs, planned without search, as alternatives; `mpc`: `MPCConfig`
+overrides). Results are appended per (chunk,
 variant) to `--out` (JSON lines) and reused by a rerun. Issue 18's choice of
 `align_tolerance_*` and `prepare_steps` came from:
 
@@ -40,7 +42,7 @@ def variant_config(overrides: dict):
     from envs.control.ik import IKConfig
     from envs.control.nominal import NominalConfig
 
-    overrides = {k: v for k, v in overrides.items() if k != "alt"}
+    overrides = {k: v for k, v in overrides.items() if k not in ("alt", "alts", "mpc")}
     if "ik" in overrides:
         overrides["ik"] = IKConfig(**overrides["ik"])
     if "fingering" in overrides:
@@ -88,8 +90,13 @@ def main() -> None:
                        "chosen": trajectory.search[0][0] if trajectory.search else None,
                        "cpu_s": round(time.process_time() - started, 1)}
                 if args.mpc:
-                    result = optimise_trajectory(chunk, EnvConfig(), trajectory.actions, MPCConfig(), 0,
-                                                 alternatives=trajectory.alternatives if overrides.get("alt") else ())
+                    alternatives = list(trajectory.alternatives) if overrides.get("alt") else []
+                    for extra in overrides.get("alts", []):  # more nominals (no search) as alternatives
+                        config = replace(variant_config({**overrides, **extra}), search=False)
+                        alternatives.append(nominal_trajectory(chunk, EnvConfig(), config).actions)
+                    mpc_config = replace(MPCConfig(), **overrides.get("mpc", {}))
+                    result = optimise_trajectory(chunk, EnvConfig(), trajectory.actions, mpc_config, 0,
+                                                 alternatives=alternatives)
                     row.update(mpc_f1=result.metrics["f1"], mpc_recall=result.metrics["recall"],
                                mpc_cpu_s=round(result.cpu_seconds, 1))
                 clear_nominal_cache()

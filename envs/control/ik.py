@@ -87,6 +87,16 @@ class IKConfig:
     # mean): 0 (no limit) 0.551, 0.155 0.615, 0.17 0.599; bwv10.7 0.453 -> 0.594, dichterliebe
     # 0.314 -> 0.578, none lower.
     forearm_gap: float = 0.155
+    # Least distance (m) the IK keeps between each hand's thumb geoms and the other hand's thumb
+    # and index finger geoms (0: no limit; mink's CollisionAvoidanceLimit on those geom pairs).
+    # With the forearms at their gap the thumbs, which stick out ~0.1 m towards the other hand,
+    # overlap. Issue 18, dev set only (open-loop ik nominal, first 200 steps of the 11 dev
+    # chunks): without the limit the two thumbs touched in 53 of 200 steps of bwv846 (3 with
+    # 0.015), and a thumb-thumb or thumb-index contact was under way in 68 of the 90 notes
+    # classified `jam`. Open-loop F1 mean (benchmarks/nominal_dev.py): 0 0.679, 0.005 0.681,
+    # 0.015 0.684 (5 chunks up, polonaise_op1n2 0.478 -> 0.519, 3 down by <= 0.013): the
+    # contacts mostly did not cost the notes; the limit is kept for the physically clean play.
+    thumb_clearance: float = 0.015
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -106,6 +116,8 @@ class IKConfig:
                 raise ValueError(f"IKConfig.{name}={getattr(self, name)}: must be > 0")
         if self.forearm_gap < 0:
             raise ValueError(f"IKConfig.forearm_gap={self.forearm_gap}: must be >= 0")
+        if self.thumb_clearance < 0:
+            raise ValueError(f"IKConfig.thumb_clearance={self.thumb_clearance}: must be >= 0")
 
     @property
     def dt(self) -> float:
@@ -232,6 +244,28 @@ class ForearmGapLimit(mink.Limit):
         return mink.Constraint(G=G, h=np.array([max(self.gain * slack, -self.max_step)]))
 
 
+def thumb_collision_limit(physics, hands, clearance: float, gain: float) -> mink.Limit:
+    """mink's collision avoidance between each hand's thumb and the other hand's thumb and index
+    finger (their colliding geoms), keeping `clearance` between them."""
+    model = physics.model.ptr
+
+    def colliding(hand, parts: tuple[str, ...]) -> list[int]:
+        geoms = [g for g in hand.mjcf_model.find_all("geom") if (g.parent.name or "").endswith(parts)]
+        ids = [int(i) for i in physics.bind(geoms).element_id] if geoms else []
+        return [i for i in ids if model.geom_contype[i] or model.geom_conaffinity[i]]
+
+    thumb = ("thbase", "thproximal", "thhub", "thmiddle", "thdistal")
+    index = ("ffproximal", "ffmiddle", "ffdistal")
+    right, left = hands
+    pairs = [(colliding(right, thumb), colliding(left, thumb + index)),
+             (colliding(left, thumb), colliding(right, index))]
+    if not all(a and b for a, b in pairs):
+        raise ValueError("HandsIK: thumb_clearance needs the hands' thumb and index finger geoms; found "
+                         f"{[(len(a), len(b)) for a, b in pairs]}")
+    return mink.CollisionAvoidanceLimit(model, pairs, gain=gain, minimum_distance_from_collisions=clearance,
+                                        collision_detection_distance=clearance + 0.02)
+
+
 @dataclass
 class IKStats:
     """Running totals of `HandsIK.solve` calls (for benchmarks)."""
@@ -328,6 +362,8 @@ class HandsIK:
             ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b.full_identifier) for b in forearms]
             self.limits.append(ForearmGapLimit(model, ids[0], ids[1], cfg.forearm_gap, gain=cfg.limit_gain,
                                                max_step=1.8 * cfg.max_speed_forearm * cfg.dt))
+        if cfg.thumb_clearance > 0:
+            self.limits.append(thumb_collision_limit(physics, hands, cfg.thumb_clearance, cfg.limit_gain))
         self.stats = IKStats()
 
     # --- setup helpers ------------------------------------------------------------------

@@ -185,17 +185,18 @@ def test_residual_specialist_config_is_one_flat_dict_with_the_keys_of_before():
     default = ResidualSpecialistConfig()
     # Pinned again when issue 18 changed NominalConfig's defaults (press gate, preparation; then the
     # IK's forearm gap; then the fingering's reach and the weight of an unaligned finger; then
-    # the press gate across, 12 mm; then the open-loop search's candidates, now in the digest):
-    # 125fdbb9eae5 / ed2e02bddc57 first; a default change is meant to change the keys.
-    assert default.digest() == "044c8c4975a9"
+    # the press gate across, 12 mm; then the open-loop search's candidates, now in the digest;
+    # then the IK's thumb clearance): 125fdbb9eae5 / ed2e02bddc57 first; a default change is
+    # meant to change the keys.
+    assert default.digest() == "69a629d997b9"
     mixed = ResidualSpecialistConfig.from_dict({"scale": 0.5, "prior_weight": 0.3})
     assert mixed.task == ResidualConfig(scale=0.5) and mixed.learning == ResidualLearning(prior_weight=0.3)
-    assert mixed.digest() == "4dbaf6dd3806"
+    assert mixed.digest() == "4f960eaac236"
     assert ResidualSpecialistConfig.from_dict(mixed.as_dict()) == mixed
     # keys pinned at the EnvConfig they were computed with (the default before 0.005 s); the
     # residual/ik keys re-pinned with the digests above (05f9a86ee2a02619 / 60b16bcec5efa03b first)
-    assert run_key("abc:0", get_profile("smoke"), EnvConfig(physics_timestep=0.002), 0, "residual", default) == "3b19b3dafd72c998"
-    assert run_key("abc:0", get_profile("smoke"), EnvConfig(physics_timestep=0.002), 0, "ik", default) == "1024455ee78995d2"
+    assert run_key("abc:0", get_profile("smoke"), EnvConfig(physics_timestep=0.002), 0, "residual", default) == "48c2c684891258ee"
+    assert run_key("abc:0", get_profile("smoke"), EnvConfig(physics_timestep=0.002), 0, "ik", default) == "4907f0a0db9810b8"
     assert run_key("abc:0", get_profile("cpu"), EnvConfig(physics_timestep=0.002), 0) == "a267fa336339b604"
     with pytest.raises(ValueError, match=r"unknown fields \['scal'\]"):
         ResidualSpecialistConfig.from_dict({"scal": 0.1})
