@@ -139,6 +139,18 @@ def _forearm_gap(ik: HandsIK, env) -> float:
     return float(data.xpos[ids[0], 1] - data.xpos[ids[1], 1])
 
 
+def _bring_the_hands_together(ik: HandsIK) -> None:
+    """Solve 2 s of control steps towards both hands on neighbouring keys: the right hand centred
+    3 cm right of the middle of their start, the left 3 cm left of it."""
+    start = ik.fingertip_positions()
+    middle = start[:, 1].mean()
+    targets = start.copy()
+    targets[:5, 1] += middle + 0.03 - start[:5, 1].mean()
+    targets[5:, 1] += middle - 0.03 - start[5:, 1].mean()
+    for _ in range(40):  # the hands travel the whole way
+        ik.solve(targets)
+
+
 def test_forearm_gap_keeps_the_hands_apart_when_their_targets_meet(env):
     """Both hands asked onto neighbouring keys: without the limit the forearms come closer
     than their geoms allow (they would collide); with it they keep the gap."""
@@ -146,13 +158,7 @@ def test_forearm_gap_keeps_the_hands_apart_when_their_targets_meet(env):
     gaps = {}
     for gap in (0.0, 0.155):
         ik = HandsIK(env.physics, env.task, IKConfig(forearm_gap=gap, thumb_clearance=0.0))
-        start = ik.fingertip_positions()
-        middle = start[:, 1].mean()
-        targets = start.copy()
-        targets[:5, 1] += middle + 0.03 - start[:5, 1].mean()  # right hand centred 3 cm right of the middle
-        targets[5:, 1] += middle - 0.03 - start[5:, 1].mean()  # left hand 3 cm left of it
-        for _ in range(40):  # 2 s of control steps: the hands travel the whole way
-            ik.solve(targets)
+        _bring_the_hands_together(ik)
         gaps[gap] = _forearm_gap(ik, env)
     assert gaps[0.0] < 0.12 and gaps[0.155] >= 0.155 - 0.002, gaps
     with pytest.raises(ValueError, match="forearm_gap=-0.1"):
@@ -178,13 +184,7 @@ def test_thumb_clearance_keeps_the_thumbs_apart_when_the_hands_meet(env):
     distances = {}
     for clearance in (0.0, 0.01):
         ik = HandsIK(env.physics, env.task, IKConfig(thumb_clearance=clearance))
-        start = ik.fingertip_positions()
-        middle = start[:, 1].mean()
-        targets = start.copy()
-        targets[:5, 1] += middle + 0.03 - start[:5, 1].mean()
-        targets[5:, 1] += middle - 0.03 - start[5:, 1].mean()
-        for _ in range(40):
-            ik.solve(targets)
+        _bring_the_hands_together(ik)
         distances[clearance] = _thumb_distance(ik, env)
     assert distances[0.0] < -0.01 and distances[0.01] >= -0.002, distances
     with pytest.raises(ValueError, match="thumb_clearance=-0.01"):
